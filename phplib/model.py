@@ -1,0 +1,257 @@
+"""PHPModel: the frozen CLIP and CLAP towers stepped through together with the three PHP stages.
+
+One clip: video ``[B, T, 3, H, W]`` and audio ``[B, T, S]`` (T one-second segments). T is folded
+into the batch, both towers run block by block in pairs, and at each block the placement says
+which stage acts:
+
+- S (TMA, shared by all tasks): after attention and/or MLP, each modality is updated from the other;
+- M (TMDG, one per task): prompts generated from both modalities' tokens join attention as prefix keys/values;
+- D (TMI, one per task): the task's learned prompts join attention as prefix keys/values.
+
+The pooled tokens of each segment go to the task's head. Task identity selects the M and D
+modules and the head; the towers never change.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from phplib.backbones.clap_audio import (
+    audio_info,
+    build_clap_audio,
+    htsat_embed,
+    htsat_frontend,
+    htsat_pool,
+    swin_block_attention,
+    swin_block_mlp,
+)
+from phplib.backbones.clip_vision import (
+    build_clip_vision,
+    normalize_frames,
+    vision_info,
+    vit_block_attention,
+    vit_block_mlp,
+    vit_embed,
+    vit_pool,
+)
+from phplib.backbones.pairing import pair_blocks
+from phplib.backbones.weights import freeze
+from phplib.config import BackboneConfig, StageConfig
+from phplib.heads.base import TaskHead
+from phplib.stages.placement import Placement
+from phplib.stages.tma import SharedAdapter
+from phplib.stages.tmdg import TaskDynamicPrompts
+from phplib.stages.tmi import TaskPrompts
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ParameterReport:
+    """Parameter counts of the model for one task."""
+
+    backbone_frozen: int  # both towers
+    shared_trainable: int  # TMA
+    task_trainable: int  # this task's TMDG, TMI and head
+    trainable_names: list[str]
+
+    @property
+    def trainable(self) -> int:
+        return self.shared_trainable + self.task_trainable
+
+
+def count_parameters(module: nn.Module | None) -> int:
+    return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+class PHPModel(nn.Module):
+    """Frozen towers, the shared adapter, and per-task prompt modules and heads."""
+
+    def __init__(self, backbone: BackboneConfig, stages: StageConfig):
+        super().__init__()
+        self.stage_config = stages
+        self.visual = build_clip_vision(backbone.vision_model, backbone.vision_weights)
+        self.audio = build_clap_audio(backbone.audio_model, backbone.audio_weights)
+        self.frozen_names = [f"visual.{n}" for n in freeze(self.visual)] + [f"audio.{n}" for n in freeze(self.audio)]
+        self.vision = vision_info(self.visual)
+        self.audio_tower = audio_info(self.audio)
+        self.pairs = pair_blocks(self.visual, self.audio)
+        self.placement = Placement.from_order(stages.order, stages.groups, len(self.pairs))
+        self.video_widths = {p.index: p.video_width for p in self.pairs}
+        self.audio_widths = {p.index: p.audio_width for p in self.pairs}
+        shared_blocks = list(self.placement.blocks("S"))
+        self.tma = (
+            SharedAdapter(
+                shared_blocks,
+                self.video_widths,
+                self.audio_widths,
+                after_attention=stages.tma_after_attention,
+                after_mlp=stages.tma_after_mlp,
+                num_tokens=stages.tma_tokens,
+                reduction=stages.tma_reduction,
+                alpha=stages.tma_alpha,
+                beta=stages.tma_beta,
+                gamma=stages.tma_gamma,
+            )
+            if shared_blocks
+            else None
+        )
+        self.tmdg = nn.ModuleDict()
+        self.tmi = nn.ModuleDict()
+        self.heads = nn.ModuleDict()
+        self.active_task: str | None = None
+
+    # ----- tasks -----------------------------------------------------------------------------
+
+    @property
+    def video_dim(self) -> int:
+        """Size of a segment's pooled video feature."""
+        return self.vision.output_dim
+
+    @property
+    def audio_dim(self) -> int:
+        """Size of a segment's pooled audio feature."""
+        return self.audio_tower.output_dim
+
+    def add_task(self, name: str, head: TaskHead) -> None:
+        """Create the task's TMDG and TMI modules and register its head."""
+        if name in self.heads:
+            raise ValueError(f"task {name!r} was already added; task names must be unique in a stream")
+        config = self.stage_config
+        middle, deep = list(self.placement.blocks("M")), list(self.placement.blocks("D"))
+        if middle:
+            self.tmdg[name] = TaskDynamicPrompts(
+                middle, self.video_widths, self.audio_widths, config.tmdg_bank_size, config.tmdg_length, config.tmdg_hidden
+            )
+        if deep:
+            self.tmi[name] = TaskPrompts(
+                deep, self.video_widths, self.audio_widths, config.tmi_length, config.tmi_visual_only
+            )
+        self.heads[name] = head
+
+    def task_modules(self, name: str) -> list[nn.Module]:
+        """The task-specific modules of ``name`` (TMDG, TMI, head), those that exist."""
+        return [table[name] for table in (self.tmdg, self.tmi, self.heads) if name in table]
+
+    def parameter_report(self, name: str) -> ParameterReport:
+        """Count frozen, shared and task-specific parameters, and name the trainable tensors."""
+        task_ids = {id(p) for module in self.task_modules(name) for p in module.parameters()}
+        shared_ids = {id(p) for p in self.tma.parameters()} if self.tma is not None else set()
+        names = [n for n, p in self.named_parameters() if p.requires_grad and (id(p) in task_ids or id(p) in shared_ids)]
+        return ParameterReport(
+            backbone_frozen=count_parameters(self.visual) + count_parameters(self.audio),
+            shared_trainable=count_parameters(self.tma),
+            task_trainable=sum(count_parameters(m) for m in self.task_modules(name)),
+            trainable_names=names,
+        )
+
+    def trainable_parameters(self, name: str) -> list[nn.Parameter]:
+        """Parameters to optimise while learning task ``name``: TMA plus that task's own modules."""
+        params = list(self.tma.parameters()) if self.tma is not None else []
+        for module in self.task_modules(name):
+            params.extend(module.parameters())
+        return params
+
+    # ----- inputs ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def prepare_inputs(self, video: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Turn decoded clips into tower inputs; nothing here trains, so the result can be cached.
+
+        ``video``: uint8 ``[B, T, 3, H, W]``; ``audio``: float ``[B, T, S]`` at the tower's sample rate.
+        Returns normalised frames ``[B, T, 3, H, W]`` and folded log-mel spectrograms ``[B, T, 1, F, F]``.
+        """
+        batch, segments = video.shape[:2]
+        if video.shape[-1] != self.vision.image_size or video.shape[-2] != self.vision.image_size:
+            raise ValueError(
+                f"frames are {tuple(video.shape[-2:])} px but the vision tower expects "
+                f"{self.vision.image_size} px; decode the clips at image_size={self.vision.image_size}"
+            )
+        frames = normalize_frames(video)
+        spectrogram = htsat_frontend(self.audio, audio.flatten(0, 1).float())  # [B*T, 1, F, F]
+        return frames, rearrange(spectrogram, "(b t) c f g -> b t c f g", b=batch, t=segments)
+
+    # ----- forward ------------------------------------------------------------------------------
+
+    def encode(
+        self, frames: torch.Tensor, spectrogram: torch.Tensor, task: str, return_details: bool = False
+    ):
+        """Run the paired block loop with the stages of ``task``.
+
+        ``frames`` ``[B, T, 3, H, W]`` and ``spectrogram`` ``[B, T, 1, F, F]`` from ``prepare_inputs``.
+        Returns per-segment features ``video [B, T, Dv]`` and ``audio [B, T, Da]``; with
+        ``return_details`` also a dict of TMDG mixture weights per block.
+        """
+        if task not in self.heads:
+            raise KeyError(f"unknown task {task!r}; tasks added so far: {', '.join(self.heads) or 'none'}")
+        batch, segments = frames.shape[:2]
+        video = vit_embed(self.visual, frames.flatten(0, 1))  # [B*T, Nv, Cv]
+        audio = htsat_embed(self.audio, spectrogram.flatten(0, 1))  # [B*T, Na, Ca]
+        dynamic = self.tmdg[task] if task in self.tmdg else None
+        prompts = self.tmi[task] if task in self.tmi else None
+        details: dict[str, torch.Tensor] = {}
+
+        for pair in self.pairs:
+            block = pair.index
+            stage = self.placement.stage_at(block)
+            video_prefix = audio_prefix = None
+            if stage == "M" and dynamic is not None:
+                video_prefix, audio_prefix, weights = dynamic(block, video, audio)
+                details[f"tmdg_weights_{block}"] = weights.detach()
+            elif stage == "D" and prompts is not None:
+                video_prefix = prompts.prefix(block, "video")
+                audio_prefix = prompts.prefix(block, "audio")
+
+            video = vit_block_attention(pair.video_block, video, video_prefix)
+            audio = swin_block_attention(pair.audio_block, audio, audio_prefix)
+            if stage == "S" and self.tma is not None and self.tma.acts_at(block, "attention"):
+                video, audio = self.tma(block, "attention", video, audio, segments)
+            video = vit_block_mlp(pair.video_block, video)
+            audio = swin_block_mlp(pair.audio_block, audio)
+            if stage == "S" and self.tma is not None and self.tma.acts_at(block, "mlp"):
+                video, audio = self.tma(block, "mlp", video, audio, segments)
+            if pair.audio_downsample is not None:
+                audio = pair.audio_downsample(audio)  # patch merging ends an HTS-AT stage
+
+        video_features = rearrange(vit_pool(self.visual, video), "(b t) d -> b t d", b=batch)
+        audio_features = rearrange(htsat_pool(self.audio, audio), "(b t) d -> b t d", b=batch)
+        if return_details:
+            return video_features, audio_features, details
+        return video_features, audio_features
+
+    def forward(self, frames: torch.Tensor, spectrogram: torch.Tensor, task: str, batch: dict):
+        """Encode with ``task``'s modules and apply its head.
+
+        Items that share a ``video_id`` (several questions about one clip) are encoded once.
+        """
+        ids = batch.get("video_id")
+        if ids is not None and len(set(ids)) < len(ids):
+            first_of = {}
+            positions = [first_of.setdefault(video_id, len(first_of)) for video_id in ids]
+            unique_rows = [ids.index(video_id) for video_id in first_of]
+            video, audio = self.encode(frames[unique_rows], spectrogram[unique_rows], task)
+            expand = torch.tensor(positions, device=video.device)
+            video, audio = video[expand], audio[expand]
+        else:
+            video, audio = self.encode(frames, spectrogram, task)
+        return self.heads[task](video, audio, batch)
+
+    @torch.no_grad()
+    def frozen_features(self, frames: torch.Tensor, spectrogram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-segment features of the towers alone, without any stage (for probes and references)."""
+        batch = frames.shape[0]
+        video = self.visual(frames.flatten(0, 1))
+        audio = htsat_pool(self.audio, self._audio_blocks_only(htsat_embed(self.audio, spectrogram.flatten(0, 1))))
+        return rearrange(video, "(b t) d -> b t d", b=batch), rearrange(audio, "(b t) d -> b t d", b=batch)
+
+    def _audio_blocks_only(self, audio: torch.Tensor) -> torch.Tensor:
+        for pair in self.pairs:
+            audio = swin_block_mlp(pair.audio_block, swin_block_attention(pair.audio_block, audio))
+            if pair.audio_downsample is not None:
+                audio = pair.audio_downsample(audio)
+        return audio

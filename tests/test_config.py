@@ -1,0 +1,60 @@
+"""Run configs: YAML round trip, overrides and errors that name the bad key or value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from phplib.config import RunConfig, config_from_dict, load_config, save_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_toy_config_loads():
+    config = load_config(REPO / "configs" / "toy.yaml")
+    assert config.tasks == ["AVE", "LLP", "AVQA"]
+    assert config.stages.order == "SMD"
+    assert config.backbone.vision_model == "tiny-vit"
+
+
+def test_paper_config_names_paper_towers():
+    config = load_config(REPO / "configs" / "paper_ave_llp_avqa.yaml")
+    assert config.backbone.vision_model == "ViT-B-32"
+    assert config.backbone.audio_model == "HTSAT-tiny"
+    assert config.data.source == "real"
+
+
+def test_round_trip(tmp_path):
+    config = load_config(REPO / "configs" / "toy.yaml", {"train.epochs": 7, "stages.order": "DMS"})
+    save_config(config, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert again == config
+    assert again.train.epochs == 7
+    assert again.stages.order == "DMS"
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"tasks": ["AVE", "VGGSound"]}, "unknown task 'VGGSound'"),
+        ({"tasks": ["AVE", "AVE"]}, "lists a task twice"),
+        ({"train": {"epoch": 3}}, r"unknown key\(s\) in config.train: epoch"),
+        ({"stages": {"order": "SMX"}}, "must use each of S, M, D"),
+        ({"stages": {"order": "SM"}}, "one letter"),
+        ({"data": {"on_error": "ignore"}}, "on_error"),
+        ({"backbone": 3}, "must be a mapping"),
+    ],
+)
+def test_invalid_values_are_named(values, message):
+    with pytest.raises(ValueError, match=message):
+        config_from_dict(values)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.yaml"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_defaults_are_valid():
+    RunConfig().validate()
