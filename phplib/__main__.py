@@ -1,0 +1,3 @@
+from phplib.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""Command line: ``python -m phplib run --config configs/toy.yaml`` and friends."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+logger = logging.getLogger("phplib.cli")
+
+
+def missing_inputs(config) -> list[str]:
+    """List every local file or folder the config needs and cannot find, with how to obtain it."""
+    problems = []
+    backbone = config.backbone
+    if backbone.vision_weights and not Path(backbone.vision_weights).is_file():
+        problems.append(
+            f"backbone.vision_weights: {backbone.vision_weights} not found. Export open_clip's ViT-B-32 "
+            "'openai' weights on a machine with internet access (see README, 'Paper-scale weights')."
+        )
+    if backbone.audio_weights and not Path(backbone.audio_weights).is_file():
+        problems.append(
+            f"backbone.audio_weights: {backbone.audio_weights} not found. Download LAION's CLAP checkpoint "
+            "630k-audioset-best.pt on a machine with internet access (see README, 'Paper-scale weights')."
+        )
+    if config.data.source == "real":
+        root = Path(config.data.root)
+        expected = {
+            "AVE": root / "AVE" / "AVE_Dataset" / "Annotations.txt",
+            "LLP": root / "AVVP" / "data" / "AVVP_train.csv",
+            "AVQA": root / "AVQA" / "data" / "json" / "avqa-train.json",
+        }
+        for task in config.tasks:
+            path = expected.get(task)
+            if path is not None and not path.exists():
+                problems.append(f"data for {task}: {path} not found (see README, 'Datasets', for the folder layout)")
+    return problems
+
+
+def _parse_overrides(pairs: list[str]) -> dict:
+    overrides = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"--set expects KEY=VALUE (for example train.epochs=1), got {pair!r}")
+        key, value = pair.split("=", 1)
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from phplib.config import load_config
+
+    config = load_config(args.config, _parse_overrides(args.set))
+    problems = missing_inputs(config)
+    if problems:
+        print(f"cannot start {args.config}: {len(problems)} input(s) missing", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+
+    from phplib.continual.runner import matrix_frame, run_stream
+
+    name = args.name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(args.output_dir or config.output_dir) / name
+    if run_dir.exists() and any(run_dir.iterdir()):
+        print(f"run directory {run_dir} already exists and is not empty; pass another --name", file=sys.stderr)
+        return 2
+    result = run_stream(config, run_dir, progress=not args.no_progress)
+
+    import pandas as pd
+
+    print()
+    print(f"Accuracy matrix R[t, i] (row: after training on task t; column: task i; {run_dir / 'accuracy_matrix.csv'})")
+    print(matrix_frame(result.accuracy_matrix, result.task_names).round(3).to_string(na_rep="-"))
+    print()
+    for key in ("A_mean", "A_final", "F_mean", "BWT"):
+        if key in result.metrics:
+            print(f"{key:8s} {result.metrics[key]:.4f}")
+    if result.probe_scores:
+        print()
+        table = pd.DataFrame(
+            {
+                "PHP (right after the task)": [result.accuracy_matrix[i, i] for i in range(len(result.task_names))],
+                "PHP (end of stream)": result.accuracy_matrix[-1],
+                "frozen-feature probe": [result.probe_scores[name] for name in result.task_names],
+            },
+            index=result.task_names,
+        )
+        print(table.round(3).to_string())
+    print()
+    print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def command_toyworld(args: argparse.Namespace) -> int:
+    from phplib.data.toyworld import ToyWorldConfig, generate_toy_world
+
+    summary = generate_toy_world(Path(args.root), ToyWorldConfig(seed=args.seed), progress=not args.no_progress)
+    print(summary)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m phplib", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="learn a task stream and write a run directory")
+    run.add_argument("--config", required=True, help="YAML run config, e.g. configs/toy.yaml")
+    run.add_argument("--name", help="run directory name under output_dir (default: config name and time)")
+    run.add_argument("--output-dir", help="parent folder of run directories (default: the config's output_dir)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. train.epochs=1")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.set_defaults(func=command_run)
+
+    toy = commands.add_parser("toyworld", help="write the toy audio-visual world to disk")
+    toy.add_argument("--root", default="data/toyworld", help="output folder (default: data/toyworld)")
+    toy.add_argument("--seed", type=int, default=0)
+    toy.add_argument("--no-progress", action="store_true")
+    toy.set_defaults(func=command_toyworld)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

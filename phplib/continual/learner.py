@@ -1,0 +1,226 @@
+"""The learner contract and PHP's learner: begin_task, train_task, end_task, evaluate.
+
+After each task the stream evaluates every task seen so far, with its task identity, and fills
+row t of the accuracy matrix ``R`` (see ``phplib.metrics.incremental``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from phplib.config import TrainConfig
+from phplib.model import PHPModel
+
+logger = logging.getLogger(__name__)
+
+MEDIA_KEYS = ("video", "audio")
+
+
+class PreparedData(Dataset):
+    """A task split with its tower inputs computed once (normalised frames, folded log-mel).
+
+    Neither input transform trains, so computing them once per run removes the log-mel
+    front-end and the frame normalisation from every epoch. The other fields of each item
+    (labels, questions) are kept as they are.
+    """
+
+    def __init__(self, dataset: Dataset, model: PHPModel, batch_size: int = 32, description: str = "", progress: bool = True):
+        self.frames: list[torch.Tensor] = []
+        self.spectrograms: list[torch.Tensor] = []
+        self.fields: list[dict] = []
+        indices = range(len(dataset))
+        for start in tqdm(range(0, len(dataset), batch_size), desc=f"prepare {description}", disable=not progress, leave=False):
+            items = [dataset[i] for i in indices[start:start + batch_size]]
+            video = torch.stack([item["video"] for item in items])
+            audio = torch.stack([torch.as_tensor(item["audio"]) for item in items])
+            frames, spectrogram = model.prepare_inputs(video, audio)
+            self.frames.extend(frames)
+            self.spectrograms.extend(spectrogram)
+            self.fields.extend({k: v for k, v in item.items() if k not in MEDIA_KEYS} for item in items)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"frames": self.frames[index], "spectrogram": self.spectrograms[index], **self.fields[index]}
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack tensors and numbers; keep strings and other values as lists."""
+    batch = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        if isinstance(values[0], torch.Tensor):
+            batch[key] = torch.stack(values)
+        elif isinstance(values[0], (bool, int, float)):
+            batch[key] = torch.tensor(values)
+        else:
+            batch[key] = values
+    return batch
+
+
+class ClipGroupedBatchSampler(Sampler[list[int]]):
+    """Shuffled batches that keep the items of one clip together, so each clip is encoded once per batch.
+
+    Items are grouped by ``video_id`` (several MUSIC-AVQA questions share a video). Each epoch the
+    groups are shuffled with ``generator`` and packed into batches of at most ``batch_size`` items;
+    a group larger than a batch is split.
+    """
+
+    def __init__(self, video_ids: list[str], batch_size: int, generator: torch.Generator):
+        self.batch_size = batch_size
+        self.generator = generator
+        groups: dict[str, list[int]] = {}
+        for index, video_id in enumerate(video_ids):
+            groups.setdefault(video_id, []).append(index)
+        self.groups = list(groups.values())
+
+    def _batches(self, order: list[int]) -> list[list[int]]:
+        batches, current = [], []
+        for group_index in order:
+            for index in self.groups[group_index]:
+                if len(current) == self.batch_size:
+                    batches.append(current)
+                    current = []
+                current.append(index)
+        if current:
+            batches.append(current)
+        return batches
+
+    def __iter__(self):
+        order = torch.randperm(len(self.groups), generator=self.generator).tolist()
+        yield from self._batches(order)
+
+    def __len__(self) -> int:
+        return len(self._batches(list(range(len(self.groups)))))
+
+
+def to_device(batch: dict, device: torch.device | str) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def merge_collected(parts: list[dict]) -> dict:
+    """Concatenate the per-batch outputs of ``TaskHead.collect``."""
+    merged = {}
+    for key in parts[0]:
+        values = [part[key] for part in parts]
+        merged[key] = torch.cat(values) if isinstance(values[0], torch.Tensor) else [v for chunk in values for v in chunk]
+    return merged
+
+
+@dataclass
+class TaskResult:
+    """What training one task produced."""
+
+    name: str
+    final_loss: float
+    steps: int
+    seconds: float
+
+
+class Learner:
+    """The contract every continual learner in phplib follows."""
+
+    def begin_task(self, task) -> None:
+        raise NotImplementedError
+
+    def train_task(self, task, data: Dataset) -> TaskResult:
+        raise NotImplementedError
+
+    def end_task(self, task) -> None:
+        raise NotImplementedError
+
+    def evaluate(self, task_name: str, data: Dataset) -> tuple[float, dict[str, float]]:
+        raise NotImplementedError
+
+
+class PHPLearner(Learner):
+    """Trains TMA (shared) and the current task's TMDG, TMI and head; earlier tasks' modules stay fixed."""
+
+    def __init__(self, model: PHPModel, config: TrainConfig, progress: bool = True):
+        self.model = model
+        self.config = config
+        self.progress = progress
+        self.device = torch.device(config.device)
+        self.model.to(self.device)
+
+    def begin_task(self, task) -> None:
+        head = task.make_head(self.model.video_dim, self.model.audio_dim)
+        self.model.add_task(task.name, head.to(self.device))
+        report = self.model.parameter_report(task.name)
+        logger.info(
+            "begin task %s: frozen backbone %s parameters, trainable %s (shared TMA %s + task-specific %s), "
+            "%d trainable tensors",
+            task.name,
+            f"{report.backbone_frozen:,}",
+            f"{report.trainable:,}",
+            f"{report.shared_trainable:,}",
+            f"{report.task_trainable:,}",
+            len(report.trainable_names),
+        )
+        logger.debug("trainable tensors for %s: %s", task.name, ", ".join(report.trainable_names))
+
+    def train_task(self, task, data: Dataset) -> TaskResult:
+        import time
+
+        start = time.perf_counter()
+        config = self.config
+        parameters = self.model.trainable_parameters(task.name)
+        optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+        generator = torch.Generator().manual_seed(config.seed)
+        video_ids = [fields.get("video_id") for fields in data.fields] if hasattr(data, "fields") else []
+        if video_ids and None not in video_ids and len(set(video_ids)) < len(video_ids):
+            sampler = ClipGroupedBatchSampler(video_ids, config.batch_size, generator)
+            loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate)
+        else:
+            loader = DataLoader(data, batch_size=config.batch_size, shuffle=True, collate_fn=collate, generator=generator)
+        total_steps = max(1, config.epochs * len(loader))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        )
+        self.model.train()
+        loss_value, steps = float("nan"), 0
+        for epoch in range(config.epochs):
+            bar = tqdm(loader, desc=f"{task.name} epoch {epoch + 1}/{config.epochs}", disable=not self.progress, leave=False)
+            for batch in bar:
+                batch = to_device(batch, self.device)
+                outputs = self.model(batch["frames"], batch["spectrogram"], task.name, batch)
+                loss = self.model.heads[task.name].loss(outputs, batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"task {task.name}: loss became {loss.item()} at step {steps}; lower train.lr")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip:
+                    nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                loss_value, steps = loss.item(), steps + 1
+                bar.set_postfix(loss=f"{loss_value:.3f}")
+        self.model.eval()
+        return TaskResult(task.name, loss_value, steps, time.perf_counter() - start)
+
+    def end_task(self, task) -> None:
+        # The task's TMDG, TMI and head are never passed to a later optimiser, so they keep the
+        # values they have now; TMA goes on learning with every new task.
+        for module in self.model.task_modules(task.name):
+            module.requires_grad_(False)
+        logger.info("end task %s", task.name)
+
+    @torch.no_grad()
+    def evaluate(self, task_name: str, data: Dataset) -> tuple[float, dict[str, float]]:
+        self.model.eval()
+        loader = DataLoader(data, batch_size=self.config.eval_batch_size, shuffle=False, collate_fn=collate)
+        head = self.model.heads[task_name]
+        parts = []
+        for batch in tqdm(loader, desc=f"evaluate {task_name}", disable=not self.progress, leave=False):
+            batch = to_device(batch, self.device)
+            outputs = self.model(batch["frames"], batch["spectrogram"], task_name, batch)
+            parts.append(head.collect(outputs, batch))
+        return head.score(merge_collected(parts))

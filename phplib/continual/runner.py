@@ -1,0 +1,205 @@
+"""Run a whole stream: build the model and tasks, learn them in order, fill R, write the run directory.
+
+A run directory holds ``config.yaml`` (the config used), ``run.log``, ``accuracy_matrix.csv``
+(rewritten after every task, so a stopped run keeps its finished rows), ``metrics.json``,
+``heatmap.png`` and ``checkpoints/after_<task>.pt`` (trainable parameters after each task).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from phplib.backbones.clap_audio import calibrate_mel_normalization
+from phplib.config import RunConfig, save_config
+from phplib.continual.learner import PHPLearner, PreparedData
+from phplib.continual.probe import frozen_features, score_head_on_features, train_head_on_features
+from phplib.continual.stream import Task, build_stream
+from phplib.metrics.incremental import summarize
+from phplib.model import PHPModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """Everything a finished run computed."""
+
+    run_dir: Path | None
+    task_names: list[str]
+    accuracy_matrix: np.ndarray  # R[t, i], NaN above the diagonal
+    metrics: dict[str, float]
+    probe_scores: dict[str, float] = field(default_factory=dict)  # task head on frozen features
+    timings: dict[str, float] = field(default_factory=dict)  # seconds
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """Write with ``torch.save`` to a temporary file, fsync it, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    with temporary.open("wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    """Write text to a temporary file, fsync it, then rename over ``path``."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def matrix_frame(matrix: np.ndarray, task_names: list[str]) -> pd.DataFrame:
+    """Label R for display and CSV: rows 'after <task>', columns the evaluated tasks."""
+    return pd.DataFrame(matrix, index=[f"after {name}" for name in task_names], columns=task_names)
+
+
+def _attach_log_file(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("phplib").addHandler(handler)
+    logging.getLogger("phplib").setLevel(logging.INFO)
+    return handler
+
+
+def probe_head(model: PHPModel, task: Task, train: PreparedData, test: PreparedData, config: RunConfig, progress: bool):
+    """Train a fresh head of ``task`` on frozen features; return ``(test score or None, head)``."""
+    settings = config.train
+    head = task.make_head(model.video_dim, model.audio_dim)
+    features = frozen_features(model, train, settings.eval_batch_size, settings.device, f"{task.name} train", progress)
+    train_head_on_features(head, features, settings.probe_epochs, settings.batch_size, seed=settings.seed)
+    score = None
+    if settings.probe:
+        test_features = frozen_features(model, test, settings.eval_batch_size, settings.device, f"{task.name} test", progress)
+        score, _ = score_head_on_features(head, test_features)
+    return score, head
+
+
+def run_stream(config: RunConfig, run_dir: str | Path | None = None, progress: bool = True) -> RunResult:
+    """Learn ``config.tasks`` in order with PHP and return R, its metrics and timings.
+
+    With ``run_dir`` the config, log, matrix, metrics, heatmap and per-task checkpoints are written
+    there; each file is replaced atomically, so a stopped run leaves complete files of its finished tasks.
+    """
+    config.validate()
+    timings: dict[str, float] = {}
+    handler = None
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+        handler = _attach_log_file(run_dir)
+    try:
+        if config.train.num_threads:
+            torch.set_num_threads(config.train.num_threads)
+        seed_everything(config.train.seed)
+        started = time.perf_counter()
+        model = PHPModel(config.backbone, config.stages)
+        timings["build_model"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        tasks = build_stream(config, model.vision.image_size, model.audio_tower.sample_rate, progress=progress)
+        timings["read_data"] = time.perf_counter() - started
+
+        if config.backbone.audio_weights is None and config.backbone.calibrate_mel_norm:
+            first = tasks[0].train
+            waveforms = torch.cat([torch.as_tensor(first[i]["audio"]) for i in range(len(first))])
+            calibrate_mel_normalization(model.audio, waveforms)
+            logger.info("calibrated HTS-AT log-mel normalisation on %d segments of %s", len(waveforms), tasks[0].name)
+
+        started = time.perf_counter()
+        batch = config.train.eval_batch_size
+        prepared = {
+            task.name: (
+                PreparedData(task.train, model, batch, f"{task.name} train", progress),
+                PreparedData(task.test, model, batch, f"{task.name} test", progress),
+            )
+            for task in tasks
+        }
+        timings["prepare_inputs"] = time.perf_counter() - started
+
+        names = [task.name for task in tasks]
+        matrix = np.full((len(tasks), len(tasks)), np.nan)
+        learner = PHPLearner(model, config.train, progress=progress)
+        seed_everything(config.train.seed)
+        started = time.perf_counter()
+        probes: dict[str, float] = {}
+        for t, task in enumerate(tasks):
+            learner.begin_task(task)
+            if config.train.probe or config.train.head_warmup:
+                probes_started = time.perf_counter()
+                probe_score, probe_trained = probe_head(model, task, *prepared[task.name], config, progress)
+                if probe_score is not None:
+                    probes[task.name] = probe_score
+                    logger.info("frozen-feature probe on %s: %.4f", task.name, probe_score)
+                if config.train.head_warmup:
+                    model.heads[task.name].load_state_dict(probe_trained.state_dict())
+                timings["probe_and_warmup"] = timings.get("probe_and_warmup", 0.0) + time.perf_counter() - probes_started
+            result = learner.train_task(task, prepared[task.name][0])
+            learner.end_task(task)
+            logger.info("trained %s: %d steps in %.1f s, final loss %.4f", task.name, result.steps, result.seconds, result.final_loss)
+            for i in range(t + 1):
+                score, details = learner.evaluate(names[i], prepared[names[i]][1])
+                matrix[t, i] = score
+                logger.info("after %s: %s %.4f %s", task.name, names[i], score, details)
+            if run_dir is not None:
+                atomic_write_text(matrix_frame(matrix, names).to_csv(), run_dir / "accuracy_matrix.csv")
+                trainable = {n: p.detach().cpu() for n, p in model.named_parameters() if not n.startswith(("visual.", "audio."))}
+                atomic_torch_save({"task": task.name, "tasks_done": names[: t + 1], "parameters": trainable,
+                                   "accuracy_matrix": torch.from_numpy(matrix.copy())},
+                                  run_dir / "checkpoints" / f"after_{task.name}.pt")
+                logger.info("checkpoint written after %s", task.name)
+        timings["train_and_evaluate"] = time.perf_counter() - started
+
+        metrics = summarize(matrix)
+        result = RunResult(run_dir, names, matrix, metrics, probes, timings)
+        if run_dir is not None:
+            write_run_outputs(result, config)
+        return result
+    finally:
+        if handler is not None:
+            logging.getLogger("phplib").removeHandler(handler)
+            handler.close()
+
+
+def write_run_outputs(result: RunResult, config: RunConfig) -> None:
+    """Write metrics.json and heatmap.png into the run directory."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from phplib.viz.heatmaps import plot_accuracy_matrix, save_figure
+
+    run_dir = Path(result.run_dir)
+    payload = {
+        "tasks": result.task_names,
+        "metrics": result.metrics,
+        "probe_scores": result.probe_scores,
+        "diagonal": {name: float(result.accuracy_matrix[i, i]) for i, name in enumerate(result.task_names)},
+        "timings_seconds": result.timings,
+        "order": config.stages.order,
+    }
+    atomic_write_text(json.dumps(payload, indent=2), run_dir / "metrics.json")
+    ax = plot_accuracy_matrix(
+        result.accuracy_matrix, result.task_names, title=f"PHP ({config.stages.order}), {' → '.join(result.task_names)}"
+    )
+    save_figure(ax.figure, run_dir / "heatmap.png")

@@ -1,0 +1,90 @@
+"""TaskStream: the ordered tasks of a run, each with its datasets and head."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from torch.utils.data import Dataset
+
+from phplib.config import RunConfig
+from phplib.heads.avqa import AVQAHead
+from phplib.heads.ave import AVEHead
+from phplib.heads.avvp import AVVPHead
+from phplib.heads.base import TaskHead
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Task:
+    """One task of the stream."""
+
+    name: str  # "AVE", "LLP" or "AVQA"
+    train: Dataset
+    test: Dataset
+    make_head: Callable[[int, int], TaskHead]  # (video_dim, audio_dim) -> a fresh head
+    metric: str  # the headline metric's name, for tables and plots
+
+
+def ensure_toy_world(root: str | Path, overrides: dict, progress: bool = True) -> Path:
+    """Generate the toy world under ``root`` unless it is already complete there."""
+    from phplib.data.toyworld import ToyWorldConfig, generate_toy_world
+
+    root = Path(root)
+    # YAML gives lists where the config holds tuples; from_json converts them.
+    generate_toy_world(root, ToyWorldConfig.from_json(dict(overrides)), progress=progress)
+    return root
+
+
+def build_task(name: str, root: Path, config: RunConfig, image_size: int, sample_rate: int, progress: bool) -> Task:
+    """Read one task's train and test splits and pair them with a head factory."""
+    options = dict(
+        num_segments=config.data.num_segments,
+        image_size=image_size,
+        sample_rate=sample_rate,
+        on_error=config.data.on_error,
+        progress=progress,
+    )
+    if name == "AVE":
+        from phplib.data.ave import AVEDataset
+
+        train, test = AVEDataset(root, "train", **options), AVEDataset(root, "test", **options)
+        classes = train.num_classes
+        return Task(name, train, test, lambda v, a: AVEHead(v, a, classes), AVEHead.metric_name)
+    if name == "LLP":
+        from phplib.data.llp import LLPDataset
+
+        train = LLPDataset(root, "train", **options)
+        test = LLPDataset(root, "test", class_names=train.class_names, **options)
+        classes = train.num_classes
+        return Task(name, train, test, lambda v, a: AVVPHead(v, a, classes), AVVPHead.metric_name)
+    if name == "AVQA":
+        from phplib.data.music_avqa import MusicAVQADataset
+
+        train = MusicAVQADataset(root, "train", **options)
+        test = MusicAVQADataset(
+            root, "test", answer_vocab=train.answer_vocab, question_vocab=train.question_vocab, **options
+        )
+        vocab, answers = len(train.question_vocab), len(train.answer_vocab)
+        return Task(name, train, test, lambda v, a: AVQAHead(v, a, vocab, answers), AVQAHead.metric_name)
+    raise ValueError(f"unknown task {name!r}; choose from AVE, LLP, AVQA")
+
+
+def build_stream(config: RunConfig, image_size: int, sample_rate: int, progress: bool = True) -> list[Task]:
+    """Build the tasks of ``config.tasks`` in stream order, generating the toy world first if needed."""
+    root = Path(config.data.root)
+    if config.data.source == "toyworld":
+        ensure_toy_world(root, config.data.toy, progress=progress)
+    elif not root.is_dir():
+        raise FileNotFoundError(
+            f"dataset root not found: {root}. Point data.root at the folder that contains AVE/, AVVP/ and AVQA/ "
+            "(see the README's data section for how to obtain each dataset)."
+        )
+    tasks = []
+    for name in config.tasks:
+        logger.info("reading task %s from %s", name, root)
+        tasks.append(build_task(name, root, config, image_size, sample_rate, progress))
+    return tasks

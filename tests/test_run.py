@@ -1,0 +1,127 @@
+"""End to end: a whole toy stream through the runner and the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from phplib.cli import main
+from phplib.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(root: Path, toy_config, **overrides):
+    values = {
+        "data.root": str(root),
+        "data.toy": toy_config.to_json(),
+        "train.epochs": 1,
+        "train.batch_size": 4,
+        "train.probe": True,
+        "stages.tma_tokens": 4,
+    }
+    values.update(overrides)
+    return load_config(REPO / "configs" / "toy.yaml", values)
+
+
+@pytest.fixture(scope="module")
+def finished_run(toy_world_root, toy_world_config, tmp_path_factory):
+    from phplib.continual.runner import run_stream
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    config = tiny_config(toy_world_root, toy_world_config)
+    return run_stream(config, run_dir, progress=False), run_dir
+
+
+def test_matrix_is_lower_triangular(finished_run):
+    result, _ = finished_run
+    matrix = result.accuracy_matrix
+    assert matrix.shape == (3, 3)
+    assert np.isnan(matrix[np.triu_indices(3, k=1)]).all()
+    lower = matrix[np.tril_indices(3)]
+    assert np.isfinite(lower).all()
+    assert ((lower >= 0) & (lower <= 1)).all()
+    assert result.task_names == ["AVE", "LLP", "AVQA"]
+
+
+def test_run_directory_files(finished_run):
+    result, run_dir = finished_run
+    for name in ("config.yaml", "run.log", "accuracy_matrix.csv", "metrics.json", "heatmap.png"):
+        assert (run_dir / name).is_file(), name
+    frame = pd.read_csv(run_dir / "accuracy_matrix.csv", index_col=0)
+    assert list(frame.columns) == ["AVE", "LLP", "AVQA"]
+    assert np.allclose(frame.to_numpy(), result.accuracy_matrix, equal_nan=True)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert math.isclose(metrics["metrics"]["A_final"], float(np.mean(result.accuracy_matrix[-1])))
+    assert set(metrics["probe_scores"]) == {"AVE", "LLP", "AVQA"}
+    log = (run_dir / "run.log").read_text()
+    assert "begin task AVE" in log
+    assert "checkpoint written after AVQA" in log
+
+
+def test_checkpoints_load_weights_only(finished_run):
+    _, run_dir = finished_run
+    checkpoint = torch.load(run_dir / "checkpoints" / "after_LLP.pt", weights_only=True)
+    assert checkpoint["tasks_done"] == ["AVE", "LLP"]
+    assert any(name.startswith("tmi.LLP.") for name in checkpoint["parameters"])
+    assert not any(name.startswith(("visual.", "audio.")) for name in checkpoint["parameters"])
+
+
+def test_old_task_score_kept_when_tma_absent(toy_world_root, toy_world_config):
+    """Without the shared adapter nothing shared trains, so earlier tasks cannot be forgotten."""
+    from phplib.continual.runner import run_stream
+
+    config = tiny_config(toy_world_root, toy_world_config, **{"stages.order": "-MD", "train.probe": False})
+    result = run_stream(config, None, progress=False)
+    matrix = result.accuracy_matrix
+    for task in range(2):
+        assert np.allclose(matrix[task:, task], matrix[task, task])
+
+
+def test_cli_paper_config_lists_missing_files(capsys):
+    code = main(["run", "--config", str(REPO / "configs" / "paper_ave_llp_avqa.yaml")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "ViT-B-32-openai.pt not found" in captured.err
+    assert "630k-audioset-best.pt not found" in captured.err
+    assert "AVVP_train.csv not found" in captured.err
+
+
+def test_cli_rejects_bad_override(capsys):
+    code = main(["run", "--config", str(REPO / "configs" / "toy.yaml"), "--set", "stages.order=SXD"])
+    assert code == 2
+    assert "stages.order" in capsys.readouterr().err
+
+
+def test_cli_keeps_existing_run_directory(toy_world_root, tmp_path, capsys):
+    existing = tmp_path / "runs" / "kept"
+    existing.mkdir(parents=True)
+    (existing / "accuracy_matrix.csv").write_text("earlier results")
+    code = main(["run", "--config", str(REPO / "configs" / "toy.yaml"), "--output-dir", str(tmp_path / "runs"),
+                 "--name", "kept", "--set", f"data.root={toy_world_root}"])
+    assert code == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (existing / "accuracy_matrix.csv").read_text() == "earlier results"
+
+
+@pytest.mark.slow
+def test_cli_module_runs_end_to_end(toy_world_root, toy_world_config, tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "phplib", "run", "--config", str(REPO / "configs" / "toy.yaml"),
+         "--output-dir", str(tmp_path), "--name", "cli", "--no-progress",
+         "--set", f"data.root={toy_world_root}", "--set", f"data.toy={json.dumps(toy_world_config.to_json())}",
+         "--set", "train.epochs=1", "--set", "train.probe=false"],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "Accuracy matrix R[t, i]" in completed.stdout
+    assert "A_mean" in completed.stdout
+    assert (tmp_path / "cli" / "heatmap.png").stat().st_size > 0
