@@ -1,0 +1,39 @@
+# Every target sets up .venv first, so a fresh clone needs only `make demo` or `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.phplib-installed
+CONFIG ?= configs/toy.yaml
+
+.PHONY: setup demo test test-unit test-notebooks lab bench clean
+
+setup: $(STAMP)
+
+# pip resolves torch==2.14.1 and torchvision==0.29.1 (pinned in pyproject.toml) from the builds
+# already on this machine's disk when they are there, and from PyPI otherwise.
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "phplib needs Python 3.11 or newer"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m phplib run --config $(CONFIG)
+
+test: setup
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+
+test-unit: setup
+	$(PY) -m pytest tests
+
+test-notebooks: setup
+	$(PY) -m pytest notebooks --nbval-lax --nbval-current-env
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: setup
+	$(PY) benchmarks/toy_stream.py
+
+clean:
+	rm -rf runs .pytest_cache
