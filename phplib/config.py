@@ -18,7 +18,7 @@ KNOWN_TASKS = ("AVE", "LLP", "AVQA")
 
 @dataclass
 class BackboneConfig:
-    """Which frozen towers to build and where their weights are."""
+    """Backbone choice: the two frozen towers and the local files of their weights."""
 
     vision_model: str = "tiny-vit"  # open_clip model name (ViT-B-32), shipped config name, or JSON path
     vision_weights: str | None = None  # local open_clip state dict; None keeps random weights
@@ -31,7 +31,7 @@ class BackboneConfig:
 
 @dataclass
 class StageConfig:
-    """Where the three PHP stages sit and how large they are."""
+    """Placement and size of the three PHP stages."""
 
     # Letters assigned to the depth groups in order: "SMD" puts the shared adapter (S) shallow,
     # the dynamic prompts (M) in the middle and the task prompts (D) deep. "-" drops a group.
@@ -53,7 +53,7 @@ class StageConfig:
 
 @dataclass
 class DataConfig:
-    """Where the clips come from and how they are decoded."""
+    """Data source and decoding settings."""
 
     source: str = "toyworld"  # "toyworld" generates data under root when missing; "real" reads a dataset
     root: str = "data/toyworld"

@@ -1,7 +1,7 @@
 """PHPModel: the frozen CLIP and CLAP towers stepped through together with the three PHP stages.
 
 One clip: video ``[B, T, 3, H, W]`` and audio ``[B, T, S]`` (T one-second segments). T is folded
-into the batch, both towers run block by block in pairs, and at each block the placement says
+into the batch, both towers run block by block in pairs, and at each block the placement decides
 which stage acts:
 
 - S (TMA, shared by all tasks): after attention and/or MLP, each modality is updated from the other;
@@ -135,7 +135,7 @@ class PHPModel(nn.Module):
         self.heads[name] = head
 
     def task_modules(self, name: str) -> list[nn.Module]:
-        """The task-specific modules of ``name`` (TMDG, TMI, head), those that exist."""
+        """Return the task-specific modules of ``name`` that exist (TMDG, TMI, head)."""
         return [table[name] for table in (self.tmdg, self.tmi, self.heads) if name in table]
 
     def parameter_report(self, name: str) -> ParameterReport:

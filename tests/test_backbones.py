@@ -240,13 +240,13 @@ def test_import_makes_no_network_call():
         """
         import socket
 
-        def refuse(*args, **kwargs):
+        def reject_connection(*args, **kwargs):
             raise RuntimeError(f"network call attempted: {args!r}")
 
-        socket.socket.connect = refuse
-        socket.socket.connect_ex = refuse
-        socket.create_connection = refuse
-        socket.getaddrinfo = refuse
+        socket.socket.connect = reject_connection
+        socket.socket.connect_ex = reject_connection
+        socket.create_connection = reject_connection
+        socket.getaddrinfo = reject_connection
 
         import phplib
         import phplib.model

@@ -134,7 +134,7 @@ def load_clap_audio_weights(tower: nn.Module, checkpoint: str | Path) -> None:
             "phplib builds HTS-AT with enable_fusion=False. Use the non-fusion checkpoint "
             "(630k-audioset-best.pt, not 630k-audioset-fusion-best.pt)."
         )
-    match_state_dict(tower, audio, source=checkpoint, what="CLAP audio tower (HTS-AT)")
+    match_state_dict(tower, audio, source=checkpoint, model_description="CLAP audio tower (HTS-AT)")
     logger.info("loaded CLAP audio weights from %s", checkpoint)
 
 
@@ -169,8 +169,8 @@ def htsat_frontend(tower: nn.Module, waveform: torch.Tensor) -> torch.Tensor:
 def calibrate_mel_normalization(tower: nn.Module, waveforms: torch.Tensor, batch_size: int = 256) -> None:
     """Set ``bn0``'s running mean and variance to the per-mel-bin statistics of ``waveforms`` ``[N, S]``.
 
-    A randomly initialised ``bn0`` has mean 0 and variance 1 and so leaves log-mel values (tens of
-    dB) unnormalised; pretrained CLAP checkpoints carry their own statistics and need no calibration.
+    A randomly initialised ``bn0`` has mean 0 and variance 1, so it leaves log-mel values (tens of
+    dB) unnormalised. Pretrained CLAP checkpoints carry their own statistics and need no calibration.
     """
     features = []
     for start in range(0, waveforms.shape[0], batch_size):
@@ -219,7 +219,7 @@ def window_attention(
 ) -> torch.Tensor:
     """Window attention with relative position bias, shift mask and optional prefix keys/values.
 
-    ``x``: ``[B * nW, N, C]``. ``prefix``: ``(keys, values)``, each ``[B, L, C]`` or ``[L, C]``; a clip's
+    ``x``: ``[B * nW, N, C]``. ``prefix``: ``(keys, values)``, each ``[B, L, C]`` or ``[L, C]``. A clip's
     prefix joins every one of its windows, with no position bias and no mask on the prefix columns.
     """
     windows, tokens, channels = x.shape

@@ -61,7 +61,7 @@ def resolve_vision_config(model: str | Path) -> tuple[str, dict[str, Any]]:
             )
         with config_path.open(encoding="utf-8") as handle:
             config = json.load(handle)
-        return str(config_path), config
+        return (model_str if config_path == shipped else str(config_path)), config
     if ":" in model_str:
         raise ValueError(
             f"vision tower {model_str!r} names a hub location; phplib never downloads. "
@@ -117,7 +117,7 @@ def load_clip_vision_weights(visual: nn.Module, weights: str | Path) -> None:
     )
     if any(key.startswith("visual.") for key in state):
         state = {key[len("visual."):]: value for key, value in state.items() if key.startswith("visual.")}
-    match_state_dict(visual, state, source=weights, what="CLIP vision tower")
+    match_state_dict(visual, state, source=weights, model_description="CLIP vision tower")
     logger.info("loaded CLIP vision weights from %s", weights)
 
 

@@ -46,7 +46,7 @@ def load_state_dict_file(path: str | Path, how_to_obtain: str) -> dict[str, torc
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
-def match_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path, what: str) -> None:
+def match_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path, model_description: str) -> None:
     """Load ``state`` into ``model`` strictly; on any mismatch raise ``WeightsError`` listing it."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -68,7 +68,7 @@ def match_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
         if unexpected:
             details.append(f"unexpected keys: {preview(unexpected)}")
         raise WeightsError(
-            f"weights file {source} does not match the {what} "
+            f"weights file {source} does not match the {model_description} "
             f"({getattr(model, 'phplib_name', type(model).__name__)}): {'; '.join(details)}. "
             "Check that the config names the architecture these weights were trained with."
         )

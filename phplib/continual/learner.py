@@ -117,7 +117,7 @@ def merge_collected(parts: list[dict]) -> dict:
 
 @dataclass
 class TaskResult:
-    """What training one task produced."""
+    """Outcome of training one task."""
 
     name: str
     final_loss: float

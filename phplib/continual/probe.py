@@ -6,8 +6,8 @@ them for many cheap epochs. Two uses:
 - the *probe*: how well a task can be solved from frozen features alone, printed beside PHP's
   score (a toy task whose probe scores near 1 cannot show what adapters and prompts add);
 - the *warm-up*: PHP starts each task from the probed head and then tunes the head together with
-  the adapters and prompts, as in linear probing then fine-tuning (LP-FT, Kumar et al., ICLR 2022),
-  so the few PHP epochs are not spent teaching a random head.
+  the adapters and prompts. This is linear probing then fine-tuning (LP-FT, Kumar et al., ICLR 2022),
+  and it keeps the few PHP epochs from being spent on teaching a random head.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Run a whole stream: build the model and tasks, learn them in order, fill R, write the run directory.
 
-A run directory holds ``config.yaml`` (the config used), ``run.log``, ``accuracy_matrix.csv``
+A run directory contains ``config.yaml`` (the config used), ``run.log``, ``accuracy_matrix.csv``
 (rewritten after every task, so a stopped run keeps its finished rows), ``metrics.json``,
 ``heatmap.png`` and ``checkpoints/after_<task>.pt`` (trainable parameters after each task).
 """
@@ -99,7 +99,7 @@ def run_stream(config: RunConfig, run_dir: str | Path | None = None, progress: b
     """Learn ``config.tasks`` in order with PHP and return R, its metrics and timings.
 
     With ``run_dir`` the config, log, matrix, metrics, heatmap and per-task checkpoints are written
-    there; each file is replaced atomically, so a stopped run leaves complete files of its finished tasks.
+    there. Each file is replaced atomically, so a stopped run leaves complete files of its finished tasks.
     """
     config.validate()
     timings: dict[str, float] = {}

@@ -34,7 +34,7 @@ def ensure_toy_world(root: str | Path, overrides: dict, progress: bool = True) -
     from phplib.data.toyworld import ToyWorldConfig, generate_toy_world
 
     root = Path(root)
-    # YAML gives lists where the config holds tuples; from_json converts them.
+    # YAML gives lists where the config stores tuples, and from_json converts them.
     generate_toy_world(root, ToyWorldConfig.from_json(dict(overrides)), progress=progress)
     return root
 

@@ -43,7 +43,7 @@ class AVQAHead(TaskHead):
         return self.classifier(clip * torch.tanh(question))  # [B, answers]
 
     def loss(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
-        return F.cross_entropy(outputs, batch["answer"], ignore_index=-1)  # -1: answer unseen in training
+        return F.cross_entropy(outputs, batch["answer"], ignore_index=-1)  # -1 marks an answer missing from the training vocabulary
 
     def collect(self, outputs: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         collected = {"pred": outputs.argmax(-1).cpu(), "target": batch["answer"].cpu()}

@@ -1,6 +1,6 @@
 """AVVP (LLP) head: weakly supervised audio-visual video parsing.
 
-Training sees only video-level labels. Each modality's segment features give per-segment event
+Training uses only video-level labels. Each modality's segment features give per-segment event
 probabilities; attention over segments and modalities pools them into video-level probabilities
 (multimodal multiple-instance learning), trained with binary cross-entropy. At evaluation a
 segment event is predicted for a modality where its segment probability and the video-level

@@ -10,9 +10,9 @@ class TaskHead(nn.Module):
     """Maps per-segment video and audio features to a task's outputs, loss and score.
 
     ``forward(video [B, T, Dv], audio [B, T, Da], batch)`` returns the raw outputs;
-    ``loss(outputs, batch)`` a scalar; ``collect(outputs, batch)`` CPU tensors of predictions and
-    targets for one batch; ``score(collected)`` the headline score in [0, 1] and a dict of details,
-    from the concatenation of every batch's ``collect``.
+    ``loss(outputs, batch)`` returns a scalar. ``collect(outputs, batch)`` returns CPU tensors of
+    predictions and targets for one batch. ``score(collected)`` takes the concatenation of every
+    batch's ``collect`` and returns the headline score in [0, 1] and a dict of details.
     """
 
     metric_name: str = "score"

@@ -1,8 +1,8 @@
 """Depth groups and ordering: which stage module acts at which paired block.
 
-An ordering is one letter per depth group, read shallow to deep: "SMD" puts the task-shared
+An ordering is one letter per depth group, read shallow to deep. "SMD" puts the task-shared
 adapter (S) in the first group, the dynamic prompt generators (M) in the second and the task
-prompts (D) in the third; "DMS" swaps the shallow and deep roles; "-" leaves a group empty.
+prompts (D) in the third. "DMS" swaps the shallow and deep roles, and "-" leaves a group empty.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ class SharedAdapter(nn.Module):
         self.adapters = nn.ModuleDict(adapters)
 
     def acts_at(self, block: int, point: str) -> bool:
-        """Whether TMA is inserted at ``block`` after ``point`` ("attention" or "mlp")."""
+        """Return True when TMA is inserted at ``block`` after ``point`` ("attention" or "mlp")."""
         return block in self.blocks and point in self.points
 
     def forward(self, block: int, point: str, video: torch.Tensor, audio: torch.Tensor, num_segments: int):

@@ -1,9 +1,9 @@
 """TMDG, task-specific modality-shared dynamic prompt generators at the middle blocks.
 
 Each middle block holds a bank of prompt vectors per modality. A small generator reads the
-mean-pooled tokens of both modalities at that block and outputs softmax weights over the bank,
-shared by the two modalities; each instance's prompts are the weighted mixture, scaled by a
-learned gate. The prompts join the block's attention as prefix keys and values, in the ViT and in
+mean-pooled tokens of both modalities at that block and outputs softmax weights over the bank.
+The two modalities share these weights. Each instance's prompts are the weighted mixture, scaled
+by a learned gate. The prompts join the block's attention as prefix keys and values, in the ViT and in
 every HTS-AT window. Prefix keys and values rather than tokens added to the stream: they leave the
 frozen tokens untouched and use the same mechanism as TMI, so the two stages differ only in
 where the prompts come from.
@@ -12,7 +12,7 @@ where the prompts come from.
 from __future__ import annotations
 
 import torch
-from einops import einsum, rearrange
+from einops import einsum
 from torch import nn
 
 

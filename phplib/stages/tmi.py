@@ -28,7 +28,7 @@ class TaskPrompts(nn.Module):
         self.blocks = list(blocks)
         self.length = length
         self.visual_only = visual_only
-        # [2, L, C]: index 0 holds the prefix keys, index 1 the prefix values.
+        # [2, L, C]: index 0 stores the prefix keys and index 1 the prefix values.
         self.video = nn.ParameterDict(
             {str(b): nn.Parameter(torch.randn(2, length, video_widths[b]) * init_std) for b in self.blocks}
         )
