@@ -51,27 +51,11 @@ def _parse_overrides(pairs: list[str]) -> dict:
     return overrides
 
 
-def command_run(args: argparse.Namespace) -> int:
-    from phplib.config import load_config
-
-    config = load_config(args.config, _parse_overrides(args.set))
-    problems = missing_inputs(config)
-    if problems:
-        print(f"cannot start {args.config}: {len(problems)} input(s) missing", file=sys.stderr)
-        for problem in problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return 2
-
-    from phplib.continual.runner import matrix_frame, run_stream
-
-    name = args.name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(args.output_dir or config.output_dir) / name
-    if run_dir.exists() and any(run_dir.iterdir()):
-        print(f"run directory {run_dir} already exists and is not empty; pass another --name", file=sys.stderr)
-        return 2
-    result = run_stream(config, run_dir, progress=not args.no_progress)
-
+def print_run(result, run_dir: Path) -> None:
+    """Print R, its metrics, the probe comparison and the timings of one finished run."""
     import pandas as pd
+
+    from phplib.continual.runner import matrix_frame
 
     print()
     print(f"Accuracy matrix R[t, i] (row: after training on task t; column: task i; {run_dir / 'accuracy_matrix.csv'})")
@@ -86,7 +70,7 @@ def command_run(args: argparse.Namespace) -> int:
             {
                 "PHP (right after the task)": [result.accuracy_matrix[i, i] for i in range(len(result.task_names))],
                 "PHP (end of stream)": result.accuracy_matrix[-1],
-                "frozen-feature probe": [result.probe_scores[name] for name in result.task_names],
+                "frozen-feature probe": [result.probe_scores.get(name, float("nan")) for name in result.task_names],
             },
             index=result.task_names,
         )
@@ -94,6 +78,77 @@ def command_run(args: argparse.Namespace) -> int:
     print()
     print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))
     print(f"run directory: {run_dir}")
+
+
+def command_resume(args: argparse.Namespace) -> int:
+    from phplib.config import load_config
+    from phplib.continual.runner import run_stream
+
+    run_dir = Path(args.resume)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        print(f"cannot resume {run_dir}: {config_path} not found; give the directory a run wrote", file=sys.stderr)
+        return 2
+    if args.config or args.set or args.seeds or args.single_task:
+        print("--resume reads the run's own config.yaml; drop --config, --set, --seeds and --single-task", file=sys.stderr)
+        return 2
+    config = load_config(config_path)
+    result = run_stream(config, run_dir, progress=not args.no_progress, resume=True)
+    print_run(result, run_dir)
+    return 0
+
+
+def command_run(args: argparse.Namespace) -> int:
+    if args.resume:
+        return command_resume(args)
+    if not args.config:
+        print("run needs --config FILE (or --resume RUN_DIR)", file=sys.stderr)
+        return 2
+
+    from phplib.config import config_from_dict, config_to_dict, load_config
+
+    config = load_config(args.config, _parse_overrides(args.set))
+    problems = missing_inputs(config)
+    if problems:
+        print(f"cannot start {args.config}: {len(problems)} input(s) missing", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+
+    import pandas as pd
+
+    from phplib.continual.results import format_mean_std, results_row, summarize_over_seeds
+    from phplib.continual.runner import run_single_task_references, run_stream
+    from phplib.continual.store import atomic_write_text
+
+    name = args.name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base_dir = Path(args.output_dir or config.output_dir) / name
+    if base_dir.exists() and any(base_dir.iterdir()):
+        print(f"run directory {base_dir} already exists and is not empty; pass another --name", file=sys.stderr)
+        return 2
+
+    seeds = args.seeds or [config.train.seed]
+    rows = []
+    for seed in seeds:
+        seeded = config_from_dict(config_to_dict(config))
+        seeded.train.seed = seed
+        run_dir = base_dir if len(seeds) == 1 else base_dir / f"seed_{seed}"
+        result = run_stream(seeded, run_dir, progress=not args.no_progress)
+        print_run(result, run_dir)
+        references = run_single_task_references(seeded, run_dir, not args.no_progress) if args.single_task else None
+        rows.append(results_row(seeded, result.accuracy_matrix, references))
+
+    table = pd.DataFrame(rows)
+    atomic_write_text(table.to_csv(index=False), base_dir / "results.csv")
+    summary = summarize_over_seeds(table)
+    atomic_write_text(summary.to_csv(index=False), base_dir / "results_summary.csv")
+    print()
+    print(f"Results ({base_dir / 'results.csv'}):")
+    print(table.round(4).to_string(index=False, na_rep="-"))
+    if len(seeds) > 1:
+        print()
+        print(f"Mean ± std over {len(seeds)} seeds ({base_dir / 'results_summary.csv'}):")
+        print(format_mean_std(summary).to_string(index=False))
     return 0
 
 
@@ -110,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="learn a task stream and write a run directory")
-    run.add_argument("--config", required=True, help="YAML run config, e.g. configs/toy.yaml")
+    run.add_argument("--config", help="YAML run config, e.g. configs/toy.yaml")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run after its last finished task")
+    run.add_argument("--seeds", type=int, nargs="+", help="run once per seed and report mean ± std (one folder per seed)")
+    run.add_argument("--single-task", action="store_true", help="also train each task alone for the transfer metric Diff")
     run.add_argument("--name", help="run directory name under output_dir (default: config name and time)")
     run.add_argument("--output-dir", help="parent folder of run directories (default: the config's output_dir)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. train.epochs=1")
@@ -130,6 +188,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -49,6 +49,9 @@ class StageConfig:
     tmdg_hidden: int = 64  # hidden width of the generator MLP
     tmi_length: int = 10  # deep prompt length per block and modality
     tmi_visual_only: bool = False  # reference-code variant: deep prompts on the ViT only
+    # False shares one TMDG and one TMI among all tasks (an ablation: no task-specific isolation).
+    # Heads stay per task either way.
+    task_specific: bool = True
 
 
 @dataclass

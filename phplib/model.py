@@ -118,42 +118,60 @@ class PHPModel(nn.Module):
         """Size of a segment's pooled audio feature."""
         return self.audio_tower.output_dim
 
+    def prompt_key(self, name: str) -> str:
+        """Key of the TMDG and TMI modules task ``name`` uses: its own name, or "shared" in the shared variant."""
+        return name if self.stage_config.task_specific else "shared"
+
     def add_task(self, name: str, head: TaskHead) -> None:
-        """Create the task's TMDG and TMI modules and register its head."""
+        """Create the task's TMDG and TMI modules (once, in the shared variant) and register its head."""
         if name in self.heads:
             raise ValueError(f"task {name!r} was already added; task names must be unique in a stream")
         config = self.stage_config
+        key = self.prompt_key(name)
         middle, deep = list(self.placement.blocks("M")), list(self.placement.blocks("D"))
-        if middle:
-            self.tmdg[name] = TaskDynamicPrompts(
+        if middle and key not in self.tmdg:
+            self.tmdg[key] = TaskDynamicPrompts(
                 middle, self.video_widths, self.audio_widths, config.tmdg_bank_size, config.tmdg_length, config.tmdg_hidden
             )
-        if deep:
-            self.tmi[name] = TaskPrompts(
+        if deep and key not in self.tmi:
+            self.tmi[key] = TaskPrompts(
                 deep, self.video_widths, self.audio_widths, config.tmi_length, config.tmi_visual_only
             )
         self.heads[name] = head
 
     def task_modules(self, name: str) -> list[nn.Module]:
-        """Return the task-specific modules of ``name`` that exist (TMDG, TMI, head)."""
-        return [table[name] for table in (self.tmdg, self.tmi, self.heads) if name in table]
+        """Return the modules task ``name`` uses besides TMA: its TMDG, TMI and head, those that exist."""
+        key = self.prompt_key(name)
+        prompts = [table[key] for table in (self.tmdg, self.tmi) if key in table]
+        return prompts + [self.heads[name]]
+
+    def task_owned_modules(self, name: str) -> list[nn.Module]:
+        """Return the modules only task ``name`` uses; in the shared variant that is just its head."""
+        if self.stage_config.task_specific:
+            return self.task_modules(name)
+        return [self.heads[name]]
+
+    def shared_modules(self, name: str) -> list[nn.Module]:
+        """Return the trainable modules task ``name`` shares with other tasks: TMA, and TMDG/TMI when shared."""
+        shared = [self.tma] if self.tma is not None else []
+        owned = {id(module) for module in self.task_owned_modules(name)}
+        return shared + [module for module in self.task_modules(name) if id(module) not in owned]
 
     def parameter_report(self, name: str) -> ParameterReport:
         """Count frozen, shared and task-specific parameters, and name the trainable tensors."""
-        task_ids = {id(p) for module in self.task_modules(name) for p in module.parameters()}
-        shared_ids = {id(p) for p in self.tma.parameters()} if self.tma is not None else set()
-        names = [n for n, p in self.named_parameters() if p.requires_grad and (id(p) in task_ids or id(p) in shared_ids)]
+        trainable_ids = {id(p) for p in self.trainable_parameters(name)}
+        names = [n for n, p in self.named_parameters() if p.requires_grad and id(p) in trainable_ids]
         return ParameterReport(
             backbone_frozen=count_parameters(self.visual) + count_parameters(self.audio),
-            shared_trainable=count_parameters(self.tma),
-            task_trainable=sum(count_parameters(m) for m in self.task_modules(name)),
+            shared_trainable=sum(count_parameters(m) for m in self.shared_modules(name)),
+            task_trainable=sum(count_parameters(m) for m in self.task_owned_modules(name)),
             trainable_names=names,
         )
 
     def trainable_parameters(self, name: str) -> list[nn.Parameter]:
-        """Parameters to optimise while learning task ``name``: TMA plus that task's own modules."""
-        params = list(self.tma.parameters()) if self.tma is not None else []
-        for module in self.task_modules(name):
+        """Parameters to optimise while learning task ``name``: the shared modules plus its own."""
+        params = []
+        for module in self.shared_modules(name) + self.task_owned_modules(name):
             params.extend(module.parameters())
         return params
 
@@ -192,8 +210,9 @@ class PHPModel(nn.Module):
         batch, segments = frames.shape[:2]
         video = vit_embed(self.visual, frames.flatten(0, 1))  # [B*T, Nv, Cv]
         audio = htsat_embed(self.audio, spectrogram.flatten(0, 1))  # [B*T, Na, Ca]
-        dynamic = self.tmdg[task] if task in self.tmdg else None
-        prompts = self.tmi[task] if task in self.tmi else None
+        key = self.prompt_key(task)
+        dynamic = self.tmdg[key] if key in self.tmdg else None
+        prompts = self.tmi[key] if key in self.tmi else None
         details: dict[str, torch.Tensor] = {}
 
         for pair in self.pairs:

@@ -209,7 +209,7 @@ class PHPLearner(Learner):
     def end_task(self, task) -> None:
         # The task's TMDG, TMI and head are never passed to a later optimiser, so they keep the
         # values they have now; TMA goes on learning with every new task.
-        for module in self.model.task_modules(task.name):
+        for module in self.model.task_owned_modules(task.name):
             module.requires_grad_(False)
         logger.info("end task %s", task.name)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -18,11 +17,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+
 from phplib.backbones.clap_audio import calibrate_mel_normalization
-from phplib.config import RunConfig, save_config
+from phplib.config import RunConfig, config_from_dict, config_to_dict, save_config
 from phplib.continual.learner import PHPLearner, PreparedData
 from phplib.continual.probe import frozen_features, score_head_on_features, train_head_on_features
 from phplib.continual.stream import Task, build_stream
+from phplib.continual.store import (
+    atomic_write_text,
+    latest_checkpoint,
+    load_trainable_state,
+    restore_rng_state,
+    save_task_checkpoint,
+)
 from phplib.metrics.incremental import summarize
 from phplib.model import PHPModel
 
@@ -46,27 +53,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    """Write with ``torch.save`` to a temporary file, fsync it, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    with temporary.open("wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    """Write text to a temporary file, fsync it, then rename over ``path``."""
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def matrix_frame(matrix: np.ndarray, task_names: list[str]) -> pd.DataFrame:
@@ -95,56 +81,94 @@ def probe_head(model: PHPModel, task: Task, train: PreparedData, test: PreparedD
     return score, head
 
 
-def run_stream(config: RunConfig, run_dir: str | Path | None = None, progress: bool = True) -> RunResult:
+def _prepare_stream(config: RunConfig, progress: bool, timings: dict[str, float]):
+    """Build the model and tasks, calibrate the audio front-end, and compute tower inputs once."""
+    started = time.perf_counter()
+    model = PHPModel(config.backbone, config.stages)
+    timings["build_model"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    tasks = build_stream(config, model.vision.image_size, model.audio_tower.sample_rate, progress=progress)
+    timings["read_data"] = time.perf_counter() - started
+
+    if config.backbone.audio_weights is None and config.backbone.calibrate_mel_norm:
+        first = tasks[0].train
+        waveforms = torch.cat([torch.as_tensor(first[i]["audio"]) for i in range(len(first))])
+        calibrate_mel_normalization(model.audio, waveforms)
+        logger.info("calibrated HTS-AT log-mel normalisation on %d segments of %s", len(waveforms), tasks[0].name)
+
+    started = time.perf_counter()
+    batch = config.train.eval_batch_size
+    prepared = {
+        task.name: (
+            PreparedData(task.train, model, batch, f"{task.name} train", progress),
+            PreparedData(task.test, model, batch, f"{task.name} test", progress),
+        )
+        for task in tasks
+    }
+    timings["prepare_inputs"] = time.perf_counter() - started
+    return model, tasks, prepared
+
+
+def _resume(run_dir: Path, learner: PHPLearner, tasks: list[Task]) -> tuple[int, np.ndarray | None, dict[str, float]]:
+    """Rebuild the finished tasks' modules, load the newest checkpoint and restore the generators."""
+    names = [task.name for task in tasks]
+    point = latest_checkpoint(run_dir, names)
+    if point is None:
+        logger.info("resume %s: no finished task yet, starting from %s", run_dir, names[0])
+        return 0, None, {}
+    for task in tasks[: point.tasks_done]:
+        learner.begin_task(task)
+        learner.end_task(task)
+    load_trainable_state(learner.model, point.parameters, point.path)
+    restore_rng_state(point.rng)
+    logger.info(
+        "resume %s after %s (%d of %d tasks done) from %s",
+        run_dir, names[point.tasks_done - 1], point.tasks_done, len(names), point.path.name,
+    )
+    return point.tasks_done, point.matrix, point.probe_scores
+
+
+def run_stream(
+    config: RunConfig, run_dir: str | Path | None = None, progress: bool = True, resume: bool = False
+) -> RunResult:
     """Learn ``config.tasks`` in order with PHP and return R, its metrics and timings.
 
     With ``run_dir`` the config, log, matrix, metrics, heatmap and per-task checkpoints are written
-    there. Each file is replaced atomically, so a stopped run leaves complete files of its finished tasks.
+    there. Each file is replaced atomically, so a stopped run leaves complete files of its finished
+    tasks. With ``resume`` the run continues after the last task checkpointed in ``run_dir``.
     """
     config.validate()
+    if resume and run_dir is None:
+        raise ValueError("resume needs the run directory to continue")
     timings: dict[str, float] = {}
     handler = None
     if run_dir is not None:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
+        if not resume:
+            save_config(config, run_dir / "config.yaml")
         handler = _attach_log_file(run_dir)
     try:
         if config.train.num_threads:
             torch.set_num_threads(config.train.num_threads)
         seed_everything(config.train.seed)
-        started = time.perf_counter()
-        model = PHPModel(config.backbone, config.stages)
-        timings["build_model"] = time.perf_counter() - started
-
-        started = time.perf_counter()
-        tasks = build_stream(config, model.vision.image_size, model.audio_tower.sample_rate, progress=progress)
-        timings["read_data"] = time.perf_counter() - started
-
-        if config.backbone.audio_weights is None and config.backbone.calibrate_mel_norm:
-            first = tasks[0].train
-            waveforms = torch.cat([torch.as_tensor(first[i]["audio"]) for i in range(len(first))])
-            calibrate_mel_normalization(model.audio, waveforms)
-            logger.info("calibrated HTS-AT log-mel normalisation on %d segments of %s", len(waveforms), tasks[0].name)
-
-        started = time.perf_counter()
-        batch = config.train.eval_batch_size
-        prepared = {
-            task.name: (
-                PreparedData(task.train, model, batch, f"{task.name} train", progress),
-                PreparedData(task.test, model, batch, f"{task.name} test", progress),
-            )
-            for task in tasks
-        }
-        timings["prepare_inputs"] = time.perf_counter() - started
+        model, tasks, prepared = _prepare_stream(config, progress, timings)
 
         names = [task.name for task in tasks]
         matrix = np.full((len(tasks), len(tasks)), np.nan)
+        probes: dict[str, float] = {}
         learner = PHPLearner(model, config.train, progress=progress)
         seed_everything(config.train.seed)
+        first_task = 0
+        if resume:
+            first_task, saved_matrix, probes = _resume(run_dir, learner, tasks)
+            if saved_matrix is not None:
+                matrix = saved_matrix
+
         started = time.perf_counter()
-        probes: dict[str, float] = {}
-        for t, task in enumerate(tasks):
+        for t in range(first_task, len(tasks)):
+            task = tasks[t]
             learner.begin_task(task)
             if config.train.probe or config.train.head_warmup:
                 probes_started = time.perf_counter()
@@ -164,11 +188,10 @@ def run_stream(config: RunConfig, run_dir: str | Path | None = None, progress: b
                 logger.info("after %s: %s %.4f %s", task.name, names[i], score, details)
             if run_dir is not None:
                 atomic_write_text(matrix_frame(matrix, names).to_csv(), run_dir / "accuracy_matrix.csv")
-                trainable = {n: p.detach().cpu() for n, p in model.named_parameters() if not n.startswith(("visual.", "audio."))}
-                atomic_torch_save({"task": task.name, "tasks_done": names[: t + 1], "parameters": trainable,
-                                   "accuracy_matrix": torch.from_numpy(matrix.copy())},
-                                  run_dir / "checkpoints" / f"after_{task.name}.pt")
-                logger.info("checkpoint written after %s", task.name)
+                checkpoint_started = time.perf_counter()
+                path = save_task_checkpoint(run_dir, model, names, t + 1, matrix, probes)
+                timings["checkpoints"] = timings.get("checkpoints", 0.0) + time.perf_counter() - checkpoint_started
+                logger.info("checkpoint written after %s: %s", task.name, path.name)
         timings["train_and_evaluate"] = time.perf_counter() - started
 
         metrics = summarize(matrix)
@@ -180,6 +203,25 @@ def run_stream(config: RunConfig, run_dir: str | Path | None = None, progress: b
         if handler is not None:
             logging.getLogger("phplib").removeHandler(handler)
             handler.close()
+
+
+def run_single_task_references(config: RunConfig, run_dir: str | Path | None, progress: bool = True) -> dict[str, float]:
+    """Train each task of ``config.tasks`` alone on a fresh model and return its score S[task].
+
+    These are the references of the transfer metric Diff = mean_i (R[i, i] - S[i]). Each single-task
+    run gets its own folder ``single_<task>`` under ``run_dir``, and ``single_task.json`` collects S.
+    """
+    scores: dict[str, float] = {}
+    for name in config.tasks:
+        single = config_from_dict(config_to_dict(config))
+        single.tasks = [name]
+        folder = None if run_dir is None else Path(run_dir) / f"single_{name}"
+        logger.info("single-task reference for %s", name)
+        result = run_stream(single, folder, progress=progress)
+        scores[name] = float(result.accuracy_matrix[0, 0])
+    if run_dir is not None:
+        atomic_write_text(json.dumps(scores, indent=2), Path(run_dir) / "single_task.json")
+    return scores
 
 
 def write_run_outputs(result: RunResult, config: RunConfig) -> None:
