@@ -61,6 +61,8 @@ def main() -> int:
     print(f"train + evaluate the stream     {stream_seconds:6.1f} s   (target: at most 90 s)")
     if "probe_and_warmup" in timings:
         print(f"  of which probes and head warm-up {timings['probe_and_warmup']:5.1f} s")
+    if "checkpoints" in timings:
+        print(f"  of which 3 checkpoints          {timings['checkpoints']:5.2f} s")
     print(f"whole run_stream call           {total_seconds:6.1f} s")
     print(f"peak memory                     {peak_memory_gib():6.2f} GiB (after imports: {memory_after_import:.2f} GiB)")
     print()

@@ -55,7 +55,7 @@ def test_rng_state_round_trip():
 
 
 def test_same_seed_gives_same_matrix(toy_world_root, toy_world_config):
-    config = load_config(REPO / "configs" / "toy.yaml", overrides(toy_world_root, toy_world_config))
+    config = load_config(REPO / "configs" / "toy.yaml", overrides(toy_world_root, toy_world_config, **{"train.epochs": 1}))
     first = run_stream(config, None, progress=False)
     second = run_stream(config, None, progress=False)
     assert np.array_equal(first.accuracy_matrix, second.accuracy_matrix, equal_nan=True)
@@ -171,9 +171,34 @@ def test_cli_seeds_write_results(toy_world_root, toy_world_config, tmp_path):
     assert summary["seeds"].item() == 2
 
 
-def test_shared_variant_lets_later_tasks_change_earlier_prompts(toy_world_root, toy_world_config):
-    values = overrides(toy_world_root, toy_world_config, **{"stages.task_specific": False, "stages.order": "-MD", "train.probe": False})
+def test_shared_variant_trains_earlier_prompts():
+    from phplib.config import BackboneConfig, StageConfig
+    from phplib.heads.ave import AVEHead
+    from phplib.model import PHPModel
+
+    torch.manual_seed(0)
+    model = PHPModel(BackboneConfig(), StageConfig(order="-MD", task_specific=False))
+    for name in ("first", "second"):
+        model.add_task(name, AVEHead(model.video_dim, model.audio_dim, 4))
+    assert list(model.tmi) == ["shared"]
+    assert model.task_owned_modules("first") == [model.heads["first"]]
+    before = model.tmi["shared"].video["5"].detach().clone()
+    video = torch.randint(0, 256, (2, 10, 3, 64, 64), dtype=torch.uint8)
+    frames, spectrogram = model.prepare_inputs(video, torch.randn(2, 10, 16000) * 0.1)
+    batch = {"label": torch.randint(0, 5, (2, 10))}
+    optimizer = torch.optim.SGD(model.trainable_parameters("second"), lr=1.0)
+    model.heads["second"].loss(model(frames, spectrogram, "second", batch), batch).backward()
+    optimizer.step()
+    assert not torch.equal(before, model.tmi["shared"].video["5"])
+
+
+def test_shared_variant_runs_as_php_shared(toy_world_root, toy_world_config):
+    values = overrides(
+        toy_world_root,
+        toy_world_config,
+        **{"stages.task_specific": False, "train.probe": False, "tasks": ["AVE", "LLP"], "train.epochs": 1},
+    )
     config = load_config(REPO / "configs" / "toy.yaml", values)
     result = run_stream(config, None, progress=False)
-    assert result.accuracy_matrix.shape == (3, 3)
+    assert result.accuracy_matrix.shape == (2, 2)
     assert results_row(config, result.accuracy_matrix)["method"] == "PHP-shared"

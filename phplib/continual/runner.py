@@ -13,6 +13,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -130,13 +131,18 @@ def _resume(run_dir: Path, learner: PHPLearner, tasks: list[Task]) -> tuple[int,
 
 
 def run_stream(
-    config: RunConfig, run_dir: str | Path | None = None, progress: bool = True, resume: bool = False
+    config: RunConfig,
+    run_dir: str | Path | None = None,
+    progress: bool = True,
+    resume: bool = False,
+    on_task_end: Callable[[int, list[str], np.ndarray], None] | None = None,
 ) -> RunResult:
     """Learn ``config.tasks`` in order with PHP and return R, its metrics and timings.
 
     With ``run_dir`` the config, log, matrix, metrics, heatmap and per-task checkpoints are written
     there. Each file is replaced atomically, so a stopped run leaves complete files of its finished
     tasks. With ``resume`` the run continues after the last task checkpointed in ``run_dir``.
+    ``on_task_end(t, task_names, R)`` is called after row t of R is filled (notebooks redraw R there).
     """
     config.validate()
     if resume and run_dir is None:
@@ -192,6 +198,8 @@ def run_stream(
                 path = save_task_checkpoint(run_dir, model, names, t + 1, matrix, probes)
                 timings["checkpoints"] = timings.get("checkpoints", 0.0) + time.perf_counter() - checkpoint_started
                 logger.info("checkpoint written after %s: %s", task.name, path.name)
+            if on_task_end is not None:
+                on_task_end(t, names, matrix.copy())
         timings["train_and_evaluate"] = time.perf_counter() - started
 
         metrics = summarize(matrix)
