@@ -139,6 +139,12 @@ class PHPModel(nn.Module):
             )
         self.heads[name] = head
 
+    def set_task(self, name: str) -> None:
+        """Select task ``name``'s TMDG, TMI and head for calls that do not name a task."""
+        if name not in self.heads:
+            raise KeyError(f"unknown task {name!r}; tasks added so far: {', '.join(self.heads) or 'none'}")
+        self.active_task = name
+
     def task_modules(self, name: str) -> list[nn.Module]:
         """Return the modules task ``name`` uses besides TMA: its TMDG, TMI and head, those that exist."""
         key = self.prompt_key(name)
@@ -197,16 +203,17 @@ class PHPModel(nn.Module):
     # ----- forward ------------------------------------------------------------------------------
 
     def encode(
-        self, frames: torch.Tensor, spectrogram: torch.Tensor, task: str, return_details: bool = False
+        self, frames: torch.Tensor, spectrogram: torch.Tensor, task: str | None = None, return_details: bool = False
     ):
         """Run the paired block loop with the stages of ``task``.
 
         ``frames`` ``[B, T, 3, H, W]`` and ``spectrogram`` ``[B, T, 1, F, F]`` from ``prepare_inputs``.
-        Returns per-segment features ``video [B, T, Dv]`` and ``audio [B, T, Da]``; with
-        ``return_details`` also a dict of TMDG mixture weights per block.
+        Returns per-segment features ``video [B, T, Dv]`` and ``audio [B, T, Da]``. With
+        ``return_details`` a third value holds TMDG mixture weights (``tmdg_weights_<block>``), TMA
+        attention maps (``tma_maps_<block>_<point>``) and the final ViT patch tokens
+        (``video_tokens`` ``[B, T, N, C]``, after the tower's last norm, class token removed).
         """
-        if task not in self.heads:
-            raise KeyError(f"unknown task {task!r}; tasks added so far: {', '.join(self.heads) or 'none'}")
+        task = self._resolve_task(task)
         batch, segments = frames.shape[:2]
         video = vit_embed(self.visual, frames.flatten(0, 1))  # [B*T, Nv, Cv]
         audio = htsat_embed(self.audio, spectrogram.flatten(0, 1))  # [B*T, Na, Ca]
@@ -228,45 +235,86 @@ class PHPModel(nn.Module):
 
             video = vit_block_attention(pair.video_block, video, video_prefix)
             audio = swin_block_attention(pair.audio_block, audio, audio_prefix)
-            if stage == "S" and self.tma is not None and self.tma.acts_at(block, "attention"):
-                video, audio = self.tma(block, "attention", video, audio, segments)
+            video, audio = self._shared_adapter(stage, block, "attention", video, audio, segments, details, return_details)
             video = vit_block_mlp(pair.video_block, video)
             audio = swin_block_mlp(pair.audio_block, audio)
-            if stage == "S" and self.tma is not None and self.tma.acts_at(block, "mlp"):
-                video, audio = self.tma(block, "mlp", video, audio, segments)
+            video, audio = self._shared_adapter(stage, block, "mlp", video, audio, segments, details, return_details)
             if pair.audio_downsample is not None:
                 audio = pair.audio_downsample(audio)  # patch merging ends an HTS-AT stage
 
+        if return_details:
+            details["video_tokens"] = rearrange(self.visual.ln_post(video[:, 1:]), "(b t) n c -> b t n c", b=batch)
         video_features = rearrange(vit_pool(self.visual, video), "(b t) d -> b t d", b=batch)
         audio_features = rearrange(htsat_pool(self.audio, audio), "(b t) d -> b t d", b=batch)
         if return_details:
             return video_features, audio_features, details
         return video_features, audio_features
 
-    def forward(self, frames: torch.Tensor, spectrogram: torch.Tensor, task: str, batch: dict):
+    def _shared_adapter(self, stage, block, point, video, audio, segments, details, return_details):
+        """Apply TMA at ``block`` after ``point`` when the placement puts it there."""
+        if stage != "S" or self.tma is None or not self.tma.acts_at(block, point):
+            return video, audio
+        if not return_details:
+            return self.tma(block, point, video, audio, segments)
+        video, audio, maps = self.tma(block, point, video, audio, segments, return_maps=True)
+        details[f"tma_maps_{block}_{point}"] = maps
+        return video, audio
+
+    def _resolve_task(self, task: str | None) -> str:
+        task = task if task is not None else self.active_task
+        if task is None:
+            raise ValueError("no task given and none selected; pass task= or call set_task first")
+        if task not in self.heads:
+            raise KeyError(f"unknown task {task!r}; tasks added so far: {', '.join(self.heads) or 'none'}")
+        return task
+
+    def forward(self, frames: torch.Tensor, spectrogram: torch.Tensor, task: str | None = None, batch: dict | None = None):
         """Encode with ``task``'s modules and apply its head.
 
         Items that share a ``video_id`` (several questions about one clip) are encoded once.
         """
+        task = self._resolve_task(task)
+        batch = batch if batch is not None else {}
         ids = batch.get("video_id")
         if ids is not None and len(set(ids)) < len(ids):
             first_of = {}
             positions = [first_of.setdefault(video_id, len(first_of)) for video_id in ids]
             unique_rows = [ids.index(video_id) for video_id in first_of]
-            video, audio = self.encode(frames[unique_rows], spectrogram[unique_rows], task)
-            expand = torch.tensor(positions, device=video.device)
-            video, audio = video[expand], audio[expand]
+            frames, spectrogram = frames[unique_rows], spectrogram[unique_rows]
+            expand = torch.tensor(positions, device=frames.device)
+        else:
+            expand = None
+        head = self.heads[task]
+        if head.uses_video_tokens:
+            video, audio, details = self.encode(frames, spectrogram, task, return_details=True)
+            tokens = details["video_tokens"]
         else:
             video, audio = self.encode(frames, spectrogram, task)
-        return self.heads[task](video, audio, batch)
+            tokens = None
+        if expand is not None:
+            video, audio = video[expand], audio[expand]
+            tokens = tokens[expand] if tokens is not None else None
+        if tokens is not None:
+            return head(video, audio, batch, video_tokens=tokens)
+        return head(video, audio, batch)
 
     @torch.no_grad()
-    def frozen_features(self, frames: torch.Tensor, spectrogram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-segment features of the towers alone, without any stage (for probes and references)."""
+    def frozen_features(self, frames: torch.Tensor, spectrogram: torch.Tensor, return_tokens: bool = False):
+        """Per-segment features of the towers alone, without any stage (for probes and references).
+
+        Returns ``video [B, T, Dv]`` and ``audio [B, T, Da]``; with ``return_tokens`` also the final
+        ViT patch tokens ``[B, T, N, C]`` (after the last norm, class token removed).
+        """
         batch = frames.shape[0]
-        video = self.visual(frames.flatten(0, 1))
+        tokens = self.visual.transformer(vit_embed(self.visual, frames.flatten(0, 1)))  # [B*T, 1 + N, C]
+        video = vit_pool(self.visual, tokens)
         audio = htsat_pool(self.audio, self._audio_blocks_only(htsat_embed(self.audio, spectrogram.flatten(0, 1))))
-        return rearrange(video, "(b t) d -> b t d", b=batch), rearrange(audio, "(b t) d -> b t d", b=batch)
+        video = rearrange(video, "(b t) d -> b t d", b=batch)
+        audio = rearrange(audio, "(b t) d -> b t d", b=batch)
+        if return_tokens:
+            patches = rearrange(self.visual.ln_post(tokens[:, 1:]), "(b t) n c -> b t n c", b=batch)
+            return video, audio, patches
+        return video, audio
 
     def _audio_blocks_only(self, audio: torch.Tensor) -> torch.Tensor:
         for pair in self.pairs:

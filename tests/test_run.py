@@ -126,3 +126,24 @@ def test_cli_module_runs_end_to_end(toy_world_root, toy_world_config, tmp_path):
     assert "Accuracy matrix R[t, i]" in completed.stdout
     assert "A_mean" in completed.stdout
     assert (tmp_path / "cli" / "heatmap.png").stat().st_size > 0
+
+
+def test_finished_tasks_and_backbone_bit_identical(finished_run):
+    """After the whole stream, each task's own modules equal their state when the task ended."""
+    from phplib.continual.runner import seed_everything
+    from phplib.model import PHPModel
+
+    result, run_dir = finished_run
+    final = result.model.state_dict()
+    for task in ("AVE", "LLP"):
+        saved = torch.load(run_dir / "checkpoints" / f"after_{task}.pt", weights_only=True)["parameters"]
+        owned = [name for name in saved if name.startswith((f"tmi.{task}.", f"tmdg.{task}.", f"heads.{task}."))]
+        assert owned, task
+        for name in owned:
+            assert torch.equal(saved[name], final[name]), name
+    config = load_config(run_dir / "config.yaml")
+    seed_everything(config.train.seed)
+    fresh = PHPModel(config.backbone, config.stages)
+    for name, parameter in fresh.named_parameters():
+        if name.startswith(("visual.", "audio.")):
+            assert torch.equal(parameter, final[name]), name

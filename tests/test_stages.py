@@ -177,3 +177,52 @@ def test_training_one_task_leaves_other_prompts():
     optimizer.step()
     assert all(torch.equal(before[n], p) for n, p in model.named_parameters() if ".first" in n)
     assert all(not p.requires_grad or p.grad is None for p in model.visual.parameters())
+
+
+def test_set_task_selects_modules():
+    model = make_model().eval()
+    add_ave(model, "first")
+    add_ave(model, "second")
+    frames, spectrogram = inputs(model, clips=1)
+    with pytest.raises(ValueError, match="no task given"):
+        model.encode(frames, spectrogram)
+    model.set_task("second")
+    with torch.no_grad():
+        selected, _ = model.encode(frames, spectrogram)
+        named, _ = model.encode(frames, spectrogram, "second")
+    assert torch.equal(selected, named)
+    with pytest.raises(KeyError, match="unknown task 'third'"):
+        model.set_task("third")
+
+
+def test_prefix_right_for_sequence_first_transformer():
+    """open_clip can run its blocks sequence-first; phplib's block loop must give the same result."""
+    import open_clip
+
+    from phplib.backbones.clip_vision import build_clip_vision, vit_forward_blockwise
+
+    torch.manual_seed(3)
+    visual = build_clip_vision("tiny-vit").eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        batch_first = visual(images)
+    sequence_first = open_clip.transformer.Transformer(64, 12, 4, mlp_ratio=2.0, batch_first=False)
+    sequence_first.load_state_dict(visual.transformer.state_dict())
+    visual.transformer = sequence_first.eval()
+    with torch.no_grad():
+        assert torch.allclose(visual(images), batch_first, atol=1e-5)
+        assert torch.allclose(vit_forward_blockwise(visual, images), batch_first, atol=1e-5)
+
+
+def test_tma_maps_are_returned():
+    model = make_model().eval()
+    add_ave(model)
+    frames, spectrogram = inputs(model)
+    with torch.no_grad():
+        *_, details = model.encode(frames, spectrogram, "AVE", return_details=True)
+    maps = details["tma_maps_0_attention"]["video"]
+    assert maps["temporal"].shape == (2, 10)
+    assert torch.allclose(maps["temporal"].mean(dim=1), torch.ones(2), atol=1e-5)
+    assert maps["spatial"].shape == (20, 65)
+    assert details["video_tokens"].shape == (2, 10, 64, 64)
+    assert set(details["tma_maps_1_mlp"]) == {"video", "audio"}

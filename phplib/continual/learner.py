@@ -154,6 +154,7 @@ class PHPLearner(Learner):
     def begin_task(self, task) -> None:
         head = task.make_head(self.model.video_dim, self.model.audio_dim)
         self.model.add_task(task.name, head.to(self.device))
+        self.model.set_task(task.name)
         report = self.model.parameter_report(task.name)
         logger.info(
             "begin task %s: frozen backbone %s parameters, trainable %s (shared TMA %s + task-specific %s), "

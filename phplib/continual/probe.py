@@ -30,20 +30,38 @@ class FrozenFeatures:
     video: torch.Tensor  # [N, T, Dv]
     audio: torch.Tensor  # [N, T, Da]
     fields: list[dict]
+    video_tokens: torch.Tensor | None = None  # [N, T, patches, C], for heads that use patch tokens
 
 
 @torch.no_grad()
-def frozen_features(model: PHPModel, data: Dataset, batch_size: int, device: str, description: str = "", progress: bool = True) -> FrozenFeatures:
+def frozen_features(
+    model: PHPModel,
+    data: Dataset,
+    batch_size: int,
+    device: str,
+    description: str = "",
+    progress: bool = True,
+    with_tokens: bool = False,
+) -> FrozenFeatures:
     """Compute the towers' features (no PHP stage) for every item of a prepared split."""
-    videos, audios, fields = [], [], []
+    videos, audios, tokens, fields = [], [], [], []
     loader = DataLoader(data, batch_size=batch_size, collate_fn=collate)
     for batch in tqdm(loader, desc=f"frozen features {description}", disable=not progress, leave=False):
-        video, audio = model.frozen_features(batch["frames"].to(device), batch["spectrogram"].to(device))
+        outputs = model.frozen_features(batch["frames"].to(device), batch["spectrogram"].to(device), return_tokens=with_tokens)
+        video, audio = outputs[0], outputs[1]
+        if with_tokens:
+            tokens.append(outputs[2].cpu())
         videos.append(video.cpu())
         audios.append(audio.cpu())
     for index in range(len(data)):
         fields.append(data.fields[index] if hasattr(data, "fields") else {k: v for k, v in data[index].items() if k not in ("frames", "spectrogram")})
-    return FrozenFeatures(torch.cat(videos), torch.cat(audios), fields)
+    return FrozenFeatures(torch.cat(videos), torch.cat(audios), fields, torch.cat(tokens) if with_tokens else None)
+
+
+def _apply(head: TaskHead, features: FrozenFeatures, index, batch: dict):
+    if head.uses_video_tokens:
+        return head(features.video[index], features.audio[index], batch, video_tokens=features.video_tokens[index])
+    return head(features.video[index], features.audio[index], batch)
 
 
 def train_head_on_features(
@@ -59,7 +77,7 @@ def train_head_on_features(
         for start in range(0, len(order), batch_size):
             index = order[start:start + batch_size]
             batch = collate([features.fields[i] for i in index.tolist()])
-            loss = head.loss(head(features.video[index], features.audio[index], batch), batch)
+            loss = head.loss(_apply(head, features, index, batch), batch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -75,6 +93,6 @@ def score_head_on_features(head: TaskHead, features: FrozenFeatures, batch_size:
     parts = []
     for start in range(0, len(features.fields), batch_size):
         batch = collate(features.fields[start:start + batch_size])
-        outputs = head(features.video[start:start + batch_size], features.audio[start:start + batch_size], batch)
+        outputs = _apply(head, features, slice(start, start + batch_size), batch)
         parts.append(head.collect(outputs, batch))
     return head.score(merge_collected(parts))

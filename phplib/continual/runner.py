@@ -47,6 +47,7 @@ class RunResult:
     metrics: dict[str, float]
     probe_scores: dict[str, float] = field(default_factory=dict)  # task head on frozen features
     timings: dict[str, float] = field(default_factory=dict)  # seconds
+    model: PHPModel | None = None  # the trained model, for inspection in notebooks and tests
 
 
 def seed_everything(seed: int) -> None:
@@ -73,11 +74,12 @@ def probe_head(model: PHPModel, task: Task, train: PreparedData, test: PreparedD
     """Train a fresh head of ``task`` on frozen features; return ``(test score or None, head)``."""
     settings = config.train
     head = task.make_head(model.video_dim, model.audio_dim)
-    features = frozen_features(model, train, settings.eval_batch_size, settings.device, f"{task.name} train", progress)
+    tokens = head.uses_video_tokens
+    features = frozen_features(model, train, settings.eval_batch_size, settings.device, f"{task.name} train", progress, tokens)
     train_head_on_features(head, features, settings.probe_epochs, settings.batch_size, seed=settings.seed)
     score = None
     if settings.probe:
-        test_features = frozen_features(model, test, settings.eval_batch_size, settings.device, f"{task.name} test", progress)
+        test_features = frozen_features(model, test, settings.eval_batch_size, settings.device, f"{task.name} test", progress, tokens)
         score, _ = score_head_on_features(head, test_features)
     return score, head
 
@@ -203,7 +205,7 @@ def run_stream(
         timings["train_and_evaluate"] = time.perf_counter() - started
 
         metrics = summarize(matrix)
-        result = RunResult(run_dir, names, matrix, metrics, probes, timings)
+        result = RunResult(run_dir, names, matrix, metrics, probes, timings, model)
         if run_dir is not None:
             write_run_outputs(result, config)
         return result

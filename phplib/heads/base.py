@@ -16,6 +16,8 @@ class TaskHead(nn.Module):
     """
 
     metric_name: str = "score"
+    # True when forward also takes ``video_tokens`` [B, T, N, C], the ViT's final patch tokens.
+    uses_video_tokens: bool = False
 
     def loss(self, outputs, batch: dict) -> torch.Tensor:
         raise NotImplementedError

@@ -53,7 +53,12 @@ class CrossModalAdapter(nn.Module):
         self.up = nn.Linear(width, target_dim)
         self.gate = nn.Parameter(torch.zeros(1))
 
-    def forward(self, target: torch.Tensor, source: torch.Tensor, num_segments: int) -> torch.Tensor:
+    def forward(self, target: torch.Tensor, source: torch.Tensor, num_segments: int, return_maps: bool = False):
+        """Return the updated target tokens, and with ``return_maps`` also the three attention maps.
+
+        The maps are ``channel [B*T, r]``, ``spatial [B*T, N]`` (mean 1 over tokens) and
+        ``temporal [B, T]`` (mean 1 over segments), detached, for inspection.
+        """
         scale = self.width ** -0.5
         x = self.down_target(self.norm_target(target))  # [BT, N, r]
         y = self.down_source(self.norm_source(source))  # [BT, M, r]
@@ -78,7 +83,15 @@ class CrossModalAdapter(nn.Module):
 
         # 4. Mix, project up and add behind the zero-initialised gate.
         mixed = read_back + self.alpha * x * channel + self.beta * x * spatial + self.gamma * x * temporal
-        return target + self.gate * self.up(F.gelu(mixed))
+        out = target + self.gate * self.up(F.gelu(mixed))
+        if not return_maps:
+            return out
+        maps = {
+            "channel": channel.squeeze(1).detach(),
+            "spatial": spatial.squeeze(-1).detach(),
+            "temporal": rearrange(temporal, "(b t) 1 1 -> b t", t=num_segments).detach(),
+        }
+        return out, maps
 
 
 class SharedAdapter(nn.Module):
@@ -112,8 +125,17 @@ class SharedAdapter(nn.Module):
         """Return True when TMA is inserted at ``block`` after ``point`` ("attention" or "mlp")."""
         return block in self.blocks and point in self.points
 
-    def forward(self, block: int, point: str, video: torch.Tensor, audio: torch.Tensor, num_segments: int):
-        """Update both modalities from each other; each direction reads the other's tokens before the update."""
-        new_video = self.adapters[f"{block}_{point}_video"](video, audio, num_segments)
-        new_audio = self.adapters[f"{block}_{point}_audio"](audio, video, num_segments)
-        return new_video, new_audio
+    def forward(
+        self, block: int, point: str, video: torch.Tensor, audio: torch.Tensor, num_segments: int, return_maps: bool = False
+    ):
+        """Update both modalities from each other; each direction reads the other's tokens before the update.
+
+        With ``return_maps`` a third value maps "video"/"audio" to that direction's attention maps.
+        """
+        video_adapter = self.adapters[f"{block}_{point}_video"]
+        audio_adapter = self.adapters[f"{block}_{point}_audio"]
+        if not return_maps:
+            return video_adapter(video, audio, num_segments), audio_adapter(audio, video, num_segments)
+        new_video, video_maps = video_adapter(video, audio, num_segments, return_maps=True)
+        new_audio, audio_maps = audio_adapter(audio, video, num_segments, return_maps=True)
+        return new_video, new_audio, {"video": video_maps, "audio": audio_maps}
