@@ -156,6 +156,7 @@ class PHPLearner(Learner):
         self.model.add_task(task.name, head.to(self.device))
         self.model.set_task(task.name)
         report = self.model.parameter_report(task.name)
+        stored = sum(self.model.parameter_report(name).task_trainable for name in self.model.heads)
         logger.info(
             "begin task %s: frozen backbone %s parameters, trainable %s (shared TMA %s + task-specific %s), "
             "%d trainable tensors",
@@ -165,6 +166,18 @@ class PHPLearner(Learner):
             f"{report.shared_trainable:,}",
             f"{report.task_trainable:,}",
             len(report.trainable_names),
+        )
+        logger.info(
+            "parameters at the start of %s:\n%s",
+            task.name,
+            "\n".join(
+                f"  {label:38s} {value:>12,}"
+                for label, value in (
+                    ("trainable now (shared + this task)", report.trainable),
+                    ("stored per task, all tasks so far", stored),
+                    ("frozen backbone", report.backbone_frozen),
+                )
+            ),
         )
         logger.debug("trainable tensors for %s: %s", task.name, ", ".join(report.trainable_names))
 

@@ -13,8 +13,12 @@ from phplib.metrics.tasks import avqa_accuracy
 class AVQAHead(TaskHead):
     """Question-guided attention over segments, then a classifier over the answer vocabulary.
 
-    The question is encoded by a word embedding and a GRU; its encoding attends over the fused
-    segment features, and the attended clip vector, gated by the question, predicts the answer.
+    The question is encoded by a word embedding and a GRU, and its encoding attends over the fused
+    segment features (temporal grounding: which seconds of the clip answer the question). The
+    attended clip vector, gated by the question, predicts the answer. A small recurrent encoder
+    rather than the CLIP text tower: MUSIC-AVQA questions come from a few dozen templates over a
+    vocabulary of under a hundred words, the toy scale has no pretrained text tower, and the
+    encoder then trains with the task instead of adding a frozen 63 M-parameter tower and its tokenizer.
     """
 
     metric_name = "accuracy"

@@ -7,6 +7,14 @@ by a learned gate. The prompts join the block's attention as prefix keys and val
 every HTS-AT window. Prefix keys and values rather than tokens added to the stream: they leave the
 frozen tokens untouched and use the same mechanism as TMI, so the two stages differ only in
 where the prompts come from.
+
+Size: a block costs ``2 * bank_size * length * (Cv + Ca)`` bank parameters plus the generator MLP.
+With the defaults (bank 8, length 4, hidden 64) that is 137,865 parameters per middle block at
+paper scale (ViT-B/32 width 768, HTSAT-tiny stage-1 width 192) and 21,385 at toy scale, as
+``benchmarks/stage_costs.py`` prints. The reference implementation's generator has about 17.7 M
+parameters per middle layer because it maps tokens to whole prompt tensors through wide layers.
+phplib mixes a learned bank instead: the prompts still depend on each instance, the per-task
+storage stays below 0.5 % of the towers, and the toy scale can afford one generator per task.
 """
 
 from __future__ import annotations
