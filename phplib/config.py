@@ -115,6 +115,70 @@ class RunConfig:
             raise ValueError(f"data.on_error must be 'raise' or 'skip', not {self.data.on_error!r}")
         if self.data.source not in ("toyworld", "real"):
             raise ValueError(f"data.source must be 'toyworld' or 'real', not {self.data.source!r}")
+        if not self.tasks:
+            raise ValueError("tasks is empty; list at least one of " + ", ".join(KNOWN_TASKS))
+        train = self.train
+        for name in ("epochs", "batch_size", "eval_batch_size", "probe_epochs"):
+            if getattr(train, name) < 1:
+                raise ValueError(f"train.{name} must be at least 1, got {getattr(train, name)}")
+        for name in ("lr",):
+            if not getattr(train, name) > 0:
+                raise ValueError(f"train.{name} must be positive, got {getattr(train, name)}")
+        if train.weight_decay < 0 or train.grad_clip < 0 or train.num_threads < 0:
+            raise ValueError("train.weight_decay, train.grad_clip and train.num_threads must not be negative")
+        if not (train.device == "cpu" or train.device.startswith("cuda")):
+            raise ValueError(f"train.device must be 'cpu' or 'cuda[:N]', not {train.device!r}")
+        if self.data.num_segments < 1:
+            raise ValueError(f"data.num_segments must be at least 1, got {self.data.num_segments}")
+        stages = self.stages
+        for name in ("tma_tokens", "tma_reduction", "tmdg_bank_size", "tmdg_length", "tmdg_hidden", "tmi_length"):
+            if getattr(stages, name) < 1:
+                raise ValueError(f"stages.{name} must be at least 1, got {getattr(stages, name)}")
+
+
+def _coerce(value: Any, annotation: str, where: str) -> Any:
+    """Check ``value`` against a field's annotation; accept the forms YAML and --set produce.
+
+    YAML 1.1 reads ``3e-3`` (no dot) as a string, so numeric strings are converted; a single
+    string given for a list of strings becomes a one-element list.
+    """
+    kind = annotation.replace(" ", "")
+    if value is None and "None" in kind:
+        return None
+    if kind.startswith("bool"):
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{where} must be true or false, got {value!r}")
+    if kind.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where} must be an integer, got {value!r}")
+        return value
+    if kind.startswith("float"):
+        if isinstance(value, bool):
+            raise ValueError(f"{where} must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where} must be a number, got {value!r}") from None
+    if kind.startswith("str"):
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{where} must be a string, got {value!r}")
+    if kind == "list[str]":
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return value
+        raise ValueError(f"{where} must be a list of names, got {value!r}")
+    if kind == "list[list[int]]":
+        if isinstance(value, list) and all(isinstance(g, list) and all(isinstance(i, int) for i in g) for g in value):
+            return value
+        raise ValueError(f"{where} must be a list of lists of block indices, got {value!r}")
+    if kind.startswith("dict"):
+        if isinstance(value, dict):
+            return value
+        raise ValueError(f"{where} must be a mapping, got {value!r}")
+    return value
 
 
 def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -130,7 +194,7 @@ def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
         if dataclasses.is_dataclass(default):
             kwargs[name] = _from_dict(type(default), value or {}, f"{where}.{name}")
         else:
-            kwargs[name] = value
+            kwargs[name] = _coerce(value, str(fields[name].type), f"{where}.{name}".removeprefix("config."))
     return cls(**kwargs)
 
 
@@ -146,8 +210,11 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    with path.open(encoding="utf-8") as handle:
-        values = yaml.safe_load(handle) or {}
+    try:
+        with path.open(encoding="utf-8") as handle:
+            values = yaml.safe_load(handle) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path} is not valid YAML: {error}") from error
     for dotted, value in (overrides or {}).items():
         node = values
         *parents, leaf = dotted.split(".")

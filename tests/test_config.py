@@ -44,11 +44,33 @@ def test_round_trip(tmp_path):
         ({"stages": {"order": "SM"}}, "one letter"),
         ({"data": {"on_error": "ignore"}}, "on_error"),
         ({"backbone": 3}, "must be a mapping"),
+        ({"train": {"epochs": "abc"}}, "train.epochs must be an integer"),
+        ({"train": {"batch_size": -1}}, "train.batch_size must be at least 1"),
+        ({"train": {"lr": 0}}, "train.lr must be positive"),
+        ({"train": {"lr": "fast"}}, "train.lr must be a number"),
+        ({"train": {"device": "tpu"}}, "train.device must be"),
+        ({"train": {"probe": "yes"}}, "train.probe must be true or false"),
+        ({"tasks": []}, "tasks is empty"),
+        ({"stages": {"groups": [[0, 1], "3"]}}, "stages.groups must be a list of lists"),
+        ({"stages": {"tmi_length": 0}}, "stages.tmi_length must be at least 1"),
     ],
 )
 def test_invalid_values_are_named(values, message):
     with pytest.raises(ValueError, match=message):
         config_from_dict(values)
+
+
+def test_yaml_forms_are_coerced():
+    config = config_from_dict({"train": {"lr": "3e-3"}, "tasks": "AVE"})
+    assert config.train.lr == 0.003
+    assert config.tasks == ["AVE"]
+
+
+def test_yaml_syntax_error_names_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("train: {epochs: 3\n")
+    with pytest.raises(ValueError, match="broken.yaml is not valid YAML"):
+        load_config(path)
 
 
 def test_missing_config_file(tmp_path):

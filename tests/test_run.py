@@ -147,3 +147,23 @@ def test_finished_tasks_and_backbone_bit_identical(finished_run):
     for name, parameter in fresh.named_parameters():
         if name.startswith(("visual.", "audio.")):
             assert torch.equal(parameter, final[name]), name
+
+
+def test_probe_score_independent_of_ordering(toy_world_root, toy_world_config):
+    from phplib.continual.runner import run_stream
+
+    scores = []
+    for order in ("SMD", "DMS"):
+        config = tiny_config(toy_world_root, toy_world_config, **{"tasks": ["AVE"], "stages.order": order})
+        scores.append(run_stream(config, None, progress=False).probe_scores["AVE"])
+    assert scores[0] == scores[1]
+
+
+def test_cuda_device_without_gpu_is_named(toy_world_root, toy_world_config):
+    from phplib.continual.runner import run_stream
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is available, so the error cannot be triggered")
+    config = tiny_config(toy_world_root, toy_world_config, **{"train.device": "cuda"})
+    with pytest.raises(ValueError, match="no CUDA device is available"):
+        run_stream(config, None, progress=False)

@@ -18,6 +18,7 @@ import json
 import logging
 import sys
 import types
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,13 +98,17 @@ def build_clap_audio(
     audio_cfg = types.SimpleNamespace(**config["audio_cfg"])
     htsat_cfg = dict(config["htsat_cfg"])
     htsat_cfg["patch_stride"] = tuple(htsat_cfg.get("patch_stride", (4, 4)))
-    tower = htsat.HTSAT_Swin_Transformer(
-        num_classes=audio_cfg.class_num,
-        config=audio_cfg,
-        enable_fusion=False,
-        fusion_type="None",
-        **htsat_cfg,
-    )
+    with warnings.catch_warnings():
+        # laion_clap's window attention calls torch.meshgrid without indexing=, which warns;
+        # its default ("ij") is what the code relies on, so the warning carries no information.
+        warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
+        tower = htsat.HTSAT_Swin_Transformer(
+            num_classes=audio_cfg.class_num,
+            config=audio_cfg,
+            enable_fusion=False,
+            fusion_type="None",
+            **htsat_cfg,
+        )
     tower.phplib_name = name
     tower.phplib_audio_cfg = config["audio_cfg"]
     if weights is not None:

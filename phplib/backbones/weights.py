@@ -34,8 +34,9 @@ def load_state_dict_file(path: str | Path, how_to_obtain: str) -> dict[str, torc
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch and safetensors raise many types for a bad file
         raise WeightsError(
-            f"cannot read weights file {path}: {error}. It must be a state dict saved with torch.save "
-            "(.pt/.bin/.ckpt) or safetensors; a TorchScript archive must be converted to a state dict first."
+            f"cannot read weights file {path}: it is not a torch.save checkpoint (.pt/.bin/.ckpt) or a "
+            "safetensors file, or it is truncated. Save a state dict with torch.save; a TorchScript "
+            f"archive must be converted to a state dict first. (Reader error: {type(error).__name__}: {error})"
         ) from error
     for wrapper_key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(wrapper_key), dict):

@@ -71,9 +71,15 @@ def _attach_log_file(run_dir: Path) -> logging.Handler:
 
 
 def probe_head(model: PHPModel, task: Task, train: PreparedData, test: PreparedData, config: RunConfig, progress: bool):
-    """Train a fresh head of ``task`` on frozen features; return ``(test score or None, head)``."""
+    """Train a fresh head of ``task`` on frozen features; return ``(test score or None, head)``.
+
+    The probe draws its initialisation from its own generator seeded by the run's seed and the
+    task's name, so its score depends only on the frozen features, not on what ran before it.
+    """
     settings = config.train
-    head = task.make_head(model.video_dim, model.audio_dim)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed * 1000 + sum(map(ord, task.name)))
+        head = task.make_head(model.video_dim, model.audio_dim)
     tokens = head.uses_video_tokens
     features = frozen_features(model, train, settings.eval_batch_size, settings.device, f"{task.name} train", progress, tokens)
     train_head_on_features(head, features, settings.probe_epochs, settings.batch_size, seed=settings.seed)
@@ -147,6 +153,8 @@ def run_stream(
     ``on_task_end(t, task_names, R)`` is called after row t of R is filled (notebooks redraw R there).
     """
     config.validate()
+    if config.train.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.device is {config.train.device!r} but no CUDA device is available; set train.device=cpu")
     if resume and run_dir is None:
         raise ValueError("resume needs the run directory to continue")
     timings: dict[str, float] = {}
@@ -209,6 +217,9 @@ def run_stream(
         if run_dir is not None:
             write_run_outputs(result, config)
         return result
+    except Exception as error:
+        logger.error("run stopped by %s: %s", type(error).__name__, error)
+        raise
     finally:
         if handler is not None:
             logging.getLogger("phplib").removeHandler(handler)

@@ -39,6 +39,21 @@ def ensure_toy_world(root: str | Path, overrides: dict, progress: bool = True) -
     return root
 
 
+def llp_class_names(root: Path, config: RunConfig) -> list[str]:
+    """The fixed LLP class list: the 25 real classes, or the toy world's LLP classes.
+
+    A fixed list makes a misspelled label in the training csv an error instead of a new class.
+    """
+    if config.data.source == "real":
+        from phplib.data.llp import LLP_CLASSES
+
+        return list(LLP_CLASSES)
+    from phplib.data.toyworld import CLASS_NAMES, ToyWorldConfig
+
+    toy = ToyWorldConfig.from_json(dict(config.data.toy))
+    return sorted(CLASS_NAMES[index] for index in toy.llp_classes)
+
+
 def build_task(name: str, root: Path, config: RunConfig, image_size: int, sample_rate: int, progress: bool) -> Task:
     """Read one task's train and test splits and pair them with a head factory."""
     options = dict(
@@ -57,7 +72,7 @@ def build_task(name: str, root: Path, config: RunConfig, image_size: int, sample
     if name == "LLP":
         from phplib.data.llp import LLPDataset
 
-        train = LLPDataset(root, "train", **options)
+        train = LLPDataset(root, "train", class_names=llp_class_names(root, config), **options)
         test = LLPDataset(root, "test", class_names=train.class_names, **options)
         classes = train.num_classes
         return Task(name, train, test, lambda v, a: AVVPHead(v, a, classes), AVVPHead.metric_name)
