@@ -1,4 +1,4 @@
-"""Command line: ``python -m phplib run --config configs/toy.yaml`` and friends."""
+"""phplib's command line: run a task stream, resume it, write the toy world."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ def missing_inputs(config) -> list[str]:
     backbone = config.backbone
     if backbone.vision_weights and not Path(backbone.vision_weights).is_file():
         problems.append(
-            f"backbone.vision_weights: {backbone.vision_weights} not found. Export open_clip's ViT-B-32 "
-            "'openai' weights on a machine with internet access (see README, 'Paper-scale weights')."
+            f"backbone.vision_weights: {backbone.vision_weights} not found. Export open_clip's "
+            f"{backbone.vision_model} weights on a machine with internet access (see README, 'Paper-scale weights'), "
+            "or remove the key to keep random weights."
         )
     if backbone.audio_weights and not Path(backbone.audio_weights).is_file():
         problems.append(
@@ -33,6 +34,7 @@ def missing_inputs(config) -> list[str]:
             "AVE": root / "AVE" / "AVE_Dataset" / "Annotations.txt",
             "LLP": root / "AVVP" / "data" / "AVVP_train.csv",
             "AVQA": root / "AVQA" / "data" / "json" / "avqa-train.json",
+            "AVS": root / "AVSBench_data" / "Single-source" / "s4_meta_data.csv",
         }
         for task in config.tasks:
             path = expected.get(task)
@@ -124,7 +126,8 @@ def command_run(args: argparse.Namespace) -> int:
     name = args.name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     base_dir = Path(args.output_dir or config.output_dir) / name
     if base_dir.exists() and any(base_dir.iterdir()):
-        print(f"run directory {base_dir} already exists and is not empty; pass another --name", file=sys.stderr)
+        hint = f", or continue it with --resume {base_dir}" if (base_dir / "config.yaml").is_file() else ""
+        print(f"run directory {base_dir} already exists and is not empty; pass another --name{hint}", file=sys.stderr)
         return 2
 
     seeds = args.seeds or [config.train.seed]
@@ -156,7 +159,28 @@ def command_toyworld(args: argparse.Namespace) -> int:
     from phplib.data.toyworld import ToyWorldConfig, generate_toy_world
 
     summary = generate_toy_world(Path(args.root), ToyWorldConfig(seed=args.seed), progress=not args.no_progress)
-    print(summary)
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def command_prepare(args: argparse.Namespace) -> int:
+    from phplib.data.prepare import prepare_dataset
+
+    result = prepare_dataset(
+        args.dataset,
+        args.root,
+        cache_dir=args.cache,
+        on_error=args.on_error,
+        splits=tuple(args.splits),
+        num_segments=args.num_segments,
+        image_size=args.image_size,
+        sample_rate=args.sample_rate,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    print(result.report.summary())
+    print(result.summary())
     return 0
 
 
@@ -177,9 +201,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     toy = commands.add_parser("toyworld", help="write the toy audio-visual world to disk")
     toy.add_argument("--root", default="data/toyworld", help="output folder (default: data/toyworld)")
-    toy.add_argument("--seed", type=int, default=0)
-    toy.add_argument("--no-progress", action="store_true")
+    toy.add_argument("--seed", type=int, default=0, help="master seed of the generated world (default: 0)")
+    toy.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     toy.set_defaults(func=command_toyworld)
+
+    prepare = commands.add_parser(
+        "prepare", help="check a dataset folder against data_manifests/DATASET.yaml and decode its media into a cache"
+    )
+    prepare.add_argument("dataset", choices=("ave", "llp", "avsbench_s4", "music_avqa", "toyworld"))
+    prepare.add_argument("--root", required=True, help="folder that contains the dataset in the manifest's layout")
+    prepare.add_argument("--cache", help="cache folder (default: ROOT/phplib_cache)")
+    prepare.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                         help="stop at the first missing or unreadable file (raise), or leave it out and list it (skip)")
+    prepare.add_argument("--splits", nargs="+", choices=("train", "val", "test"), default=["train", "val", "test"])
+    prepare.add_argument("--num-segments", type=int, help="one-second segments per clip (default: the manifest's)")
+    prepare.add_argument("--image-size", type=int, help="frame side in pixels (default: the manifest's)")
+    prepare.add_argument("--sample-rate", type=int, help="audio rate in Hz (default: the manifest's)")
+    prepare.add_argument("--workers", type=int, default=1, help="decoding processes (default: 1)")
+    prepare.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    prepare.set_defaults(func=command_prepare)
     return parser
 
 

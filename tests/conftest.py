@@ -10,7 +10,8 @@ from phplib.data.toyworld import ToyWorldConfig, generate_toy_world
 
 # 8 train clips per task, so the train split contains every class of each task
 # (LLP uses 7 classes) and class lists read from train annotations are complete.
-TINY_TOY_WORLD = ToyWorldConfig(seed=0, ave_clips=(8, 2, 4), llp_clips=(8, 2, 4), avqa_clips=(8, 2, 4))
+TINY_TOY_WORLD = ToyWorldConfig(seed=0, ave_clips=(8, 2, 4), llp_clips=(8, 2, 4), avqa_clips=(8, 2, 4),
+                                avs_clips=(8, 2, 4))
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +22,10 @@ def toy_world_config() -> ToyWorldConfig:
 
 @pytest.fixture(scope="session")
 def toy_world_root(tmp_path_factory: pytest.TempPathFactory, toy_world_config: ToyWorldConfig) -> Path:
-    """Folder containing a tiny toy world (8 train, 2 val, 4 test clips per task) in the real dataset layouts."""
+    """Folder containing a tiny toy world (8 train, 2 val, 4 test clips per task) in the real dataset layouts.
+
+    Tests that damage files copy the part they need into their own folder first.
+    """
     root = tmp_path_factory.mktemp("toy_world")
     generate_toy_world(root, toy_world_config, progress=False)
     return root

@@ -282,3 +282,32 @@ def test_split_audio_segments_pads_by_repeating():
     assert segments.shape == (5, 10)
     assert torch.equal(segments[0], torch.arange(10, dtype=torch.float32))
     assert torch.equal(segments[4], segments[2])
+
+
+def test_stereo_44k_mp4_becomes_mono(tmp_path):
+    # Left and right carry the same 440 Hz tone at amplitudes 0.4 and 0.2; their mean has amplitude 0.3.
+    path = tmp_path / "stereo.mp4"
+    rate = 44100
+    t = np.arange(3 * rate) / rate
+    tone = np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("libx264", rate=4)
+        video.width, video.height, video.pix_fmt = 16, 16, "yuv420p"
+        sound = container.add_stream("aac", rate=rate)
+        sound.layout = "stereo"
+        for _ in range(12):
+            frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        frame = av.AudioFrame.from_ndarray(np.stack([0.4 * tone, 0.2 * tone]), format="fltp", layout="stereo")
+        frame.sample_rate = rate
+        frame.pts = 0
+        for packet in list(sound.encode(frame)) + list(sound.encode(None)):
+            container.mux(packet)
+    _, audio = decode_clip(path, num_segments=3, image_size=16, sample_rate=SR)
+    assert audio.shape == (3, SR)
+    assert rms(audio[1, 800:-800]) == pytest.approx(0.3 / np.sqrt(2), rel=0.1)
+    spectrum = np.abs(np.fft.rfft(audio[1].numpy()))
+    assert np.argmax(spectrum) == pytest.approx(440, abs=2)

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from phplib.metrics.tasks import ave_segment_accuracy, avqa_accuracy, avvp_segment_f1
+from phplib.metrics.tasks import (
+    ave_segment_accuracy,
+    avqa_accuracy,
+    avs_fscore,
+    avs_miou,
+    avvp_event_f1,
+    avvp_segment_f1,
+    avvp_video_top1_accuracy,
+)
 
 
 # --- AVE ----------------------------------------------------------------------
@@ -155,3 +163,167 @@ def test_avqa_rejects_bad_input():
         avqa_accuracy(torch.tensor([0.0, 1.0]), pred)
     with pytest.raises(ValueError, match="no questions"):
         avqa_accuracy(torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+
+
+# --- AVVP, event level ----------------------------------------------------------
+
+
+def _ten(*ones):
+    """Ten segment flags with 1 at the given [start, end) ranges."""
+    flags = [0] * 10
+    for start, end in ones:
+        flags[start:end] = [1] * (end - start)
+    return flags
+
+
+def test_avvp_event_f1_by_hand():
+    silent = _video(_ten(), _ten())
+    gt_audio = _videos(_video(_ten((0, 4)), _ten((5, 10))), silent)
+    pred_audio = _videos(_video(_ten((0, 2), (6, 8)), _ten((8, 10))), silent)
+    gt_visual = _videos(_video(_ten((0, 10)), _ten()), silent)
+    pred_visual = _videos(_video(_ten((0, 10)), _ten()), silent)
+
+    scores = avvp_event_f1(pred_audio, pred_visual, gt_audio, gt_visual)
+
+    # Video 0, audio, class 0: [0,2) overlaps [0,4) with IoU 2/4 = 0.5, a match (TP); [6,8) matches nothing (FP).
+    # Class 1: [8,10) against [5,10) has IoU 2/5 < 0.5, so one FP and one FN.
+    audio_video0 = (2 * 1 / (2 * 1 + 1) + 0.0) / 2
+    # Visual: one event predicted exactly; class 1 has no event anywhere and is left out.
+    visual_video0 = 1.0
+    # Audio-visual: gt class 0 = [0,4); pred = pred_audio AND pred_visual = [0,2) and [6,8): TP 1, FP 1.
+    av_video0 = 2 * 1 / (2 * 1 + 1)
+    # Event@AV sums audio and visual counts: class 0 TP 2, FP 1; class 1 FP 1, FN 1.
+    event_video0 = (2 * 2 / (2 * 2 + 1) + 0.0) / 2
+    # Video 1 has no event at all and scores 1.0 everywhere.
+    assert scores["audio"] == pytest.approx((audio_video0 + 1) / 2)
+    assert scores["visual"] == pytest.approx((visual_video0 + 1) / 2)
+    assert scores["audio_visual"] == pytest.approx((av_video0 + 1) / 2)
+    assert scores["type@AV"] == pytest.approx(((audio_video0 + 1) / 2 + 1.0 + (av_video0 + 1) / 2) / 3)
+    assert scores["event@AV"] == pytest.approx((event_video0 + 1) / 2)
+    assert all(type(value) is float for value in scores.values())
+
+
+def test_avvp_event_matching_not_one_to_one():
+    gt = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 0, 0, 0]]).T[None]  # [1, 10, 1]: one event [0,7)
+    pred = torch.tensor([[1, 1, 1, 0, 1, 1, 1, 0, 0, 0]]).T[None]  # [0,3) and [4,7), IoU 3/7 each
+    empty = torch.zeros_like(gt)
+    # At threshold 0.3 both predicted events match the one ground-truth event: TP 2, FP 0, FN 0.
+    assert avvp_event_f1(pred, empty, gt, empty, iou_threshold=0.3)["audio"] == 1.0
+    # At 0.5 neither matches: FP 2, FN 1.
+    assert avvp_event_f1(pred, empty, gt, empty)["audio"] == 0.0
+    wide = torch.tensor([[1, 1, 0, 1, 1, 1, 1, 0, 0, 0]]).T[None]
+    # [0,2) has IoU 2/7 < 0.5 (FP); [3,7) has IoU 4/7 (TP); the ground-truth event is found (no FN).
+    assert avvp_event_f1(wide, empty, gt, empty)["audio"] == pytest.approx(2 / 3)
+
+
+def test_avvp_event_threshold_and_errors():
+    gt = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0, 0, 0]]).T[None]
+    pred = torch.tensor([[1, 0, 0, 0, 0, 0, 0, 0, 0, 0]]).T[None]  # IoU 1/4
+    empty = torch.zeros_like(gt)
+    assert avvp_event_f1(pred, empty, gt, empty)["audio"] == 0.0
+    assert avvp_event_f1(pred, empty, gt, empty, iou_threshold=0.25)["audio"] == 1.0
+    with pytest.raises(ValueError, match="iou_threshold"):
+        avvp_event_f1(pred, empty, gt, empty, iou_threshold=0.0)
+    with pytest.raises(ValueError, match="gt_visual has"):
+        avvp_event_f1(pred, empty, gt, torch.zeros(1, 10, 2))
+    with pytest.raises(ValueError, match="binary"):
+        avvp_event_f1(pred.float() * 0.5, empty, gt, empty)
+
+
+def test_avvp_event_equals_segment_when_events_are_single_segments():
+    generator = torch.Generator().manual_seed(1)
+    gt = torch.zeros(4, 10, 3)
+    gt[:, ::2] = torch.randint(0, 2, (4, 5, 3), generator=generator).float()  # isolated one-second events
+    scores = avvp_event_f1(gt, gt, gt, gt)
+    for key in ("audio", "visual", "audio_visual", "type@AV", "event@AV"):
+        assert scores[key] == pytest.approx(1.0), key
+
+
+# --- PHP's per-video top-1 variant -------------------------------------------------
+
+
+def test_video_top1_by_hand():
+    scores = torch.tensor([
+        [[0.9, 0.1, 0.2], [0.7, 0.3, 0.1]],  # mean [0.8, 0.2, 0.15] -> class 0
+        [[0.1, 0.6, 0.2], [0.1, 0.2, 0.7]],  # mean [0.1, 0.4, 0.45] -> class 2
+        [[0.2, 0.1, 0.9], [0.2, 0.1, 0.8]],  # -> class 2
+    ])
+    labels = torch.tensor([[1, 0, 1], [0, 1, 0], [0, 1, 1]])
+    # Targets are the lowest positive class: 0, 1, 1. Only video 0 is right.
+    # Each video counts once per label (2, 1 and 2 times), as the reference's test set lists it.
+    assert avvp_video_top1_accuracy(scores, labels) == pytest.approx(2 / 5)
+    assert avvp_video_top1_accuracy(scores, labels, count_per_label=False) == pytest.approx(1 / 3)
+
+
+def test_video_top1_rejects_bad_input():
+    scores = torch.zeros(2, 3, 4)
+    with pytest.raises(ValueError, match=r"shape \[N, C\]"):
+        avvp_video_top1_accuracy(scores, torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="at least one positive label"):
+        avvp_video_top1_accuracy(scores, torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="binary"):
+        avvp_video_top1_accuracy(scores, torch.full((2, 4), 0.5))
+    with pytest.raises(ValueError, match=r"\[N, T, C\]"):
+        avvp_video_top1_accuracy(torch.zeros(2, 4), torch.ones(2, 4))
+
+
+# --- AVS --------------------------------------------------------------------------
+
+
+FRAME_GT = [[1, 1], [0, 0]]
+FRAME_PRED = [[0.9, 0.3], [0.6, 0.1]]
+
+
+def test_avs_miou_by_hand():
+    pred = torch.tensor([FRAME_PRED, [[0.7, 0.2], [0.1, 0.1]]])  # [N=2 frames, 2, 2]
+    gt = torch.tensor([FRAME_GT, [[0, 0], [0, 0]]])
+    # Frame 0: prediction {(0,0), (1,0)} against {(0,0), (0,1)}: intersection 1, union 3.
+    # Frame 1 has an empty ground truth: 3 of 4 pixels are predicted background.
+    assert avs_miou(pred, gt) == pytest.approx((1 / 3 + 3 / 4) / 2)
+    assert avs_miou(pred, gt, mask_valid=[True, False]) == pytest.approx(1 / 3)
+    assert avs_miou(torch.logit(pred.double()), gt, from_logits=True) == pytest.approx((1 / 3 + 3 / 4) / 2)
+    assert avs_miou(pred[None], gt[None]) == pytest.approx((1 / 3 + 3 / 4) / 2)  # [N, T, H, W] form
+    assert avs_miou(gt.bool(), gt) == 1.0
+
+
+def test_avs_fscore_one_frame_by_hand():
+    pred, gt = torch.tensor([FRAME_PRED]), torch.tensor([FRAME_GT])
+    # Thresholds in (0.6, 0.9] keep only the 0.9 pixel: P = 1, R = 1/2, F = 1.3 * 0.5 / (0.3 + 0.5) = 0.8125,
+    # the best of the curve (0.565 below 0.1, 0.722 up to 0.3, 0.5 up to 0.6, 0 above 0.9).
+    assert avs_fscore(pred, gt) == pytest.approx(1.3 * 0.5 / (0.3 + 0.5), rel=1e-6)
+
+
+def test_avs_fscore_averages_curves_within_a_video():
+    pred = torch.tensor([FRAME_PRED, [[0.5, 0.5], [0.5, 0.5]]])
+    gt = torch.tensor([FRAME_GT, [[1, 1], [1, 1]]])
+    # Frame 1 scores F = 1 up to 0.5 and 0 above. The averaged curve peaks in (0.1, 0.3]:
+    # (0.7222 + 1) / 2, where frame 0 has P = 2/3, R = 1, F = 1.3 * (2/3) / (0.2 + 1).
+    frame0 = 1.3 * (2 / 3) / (0.3 * (2 / 3) + 1)
+    assert avs_fscore(pred, gt) == pytest.approx((frame0 + 1) / 2, rel=1e-6)
+    # As two one-frame videos, each takes its own maximum first: (0.8125 + 1) / 2.
+    assert avs_fscore(pred[:, None], gt[:, None]) == pytest.approx((0.8125 + 1) / 2, rel=1e-6)
+
+
+def test_avs_fscore_empty_video_scores_zero():
+    pred = torch.tensor([[FRAME_PRED], [[[0.2, 0.2], [0.2, 0.2]]]])  # [2 videos, 1 frame, 2, 2]
+    gt = torch.tensor([[FRAME_GT], [[[0, 0], [0, 0]]]])
+    assert avs_fscore(pred, gt) == pytest.approx(0.8125 / 2, rel=1e-6)
+    assert avs_fscore(pred, gt, mask_valid=[[True], [False]]) == pytest.approx(0.8125 / 2, rel=1e-6)
+
+
+def test_avs_metrics_reject_bad_input():
+    gt = torch.zeros(2, 4, 4)
+    with pytest.raises(ValueError, match="same shape"):
+        avs_miou(torch.zeros(2, 4, 5), gt)
+    with pytest.raises(ValueError, match="from_logits=True"):
+        avs_miou(torch.full((2, 4, 4), 3.0), gt)
+    with pytest.raises(ValueError, match="binary"):
+        avs_fscore(torch.zeros(2, 4, 4), torch.full((2, 4, 4), 0.5))
+    with pytest.raises(ValueError, match=r"\[N, H, W\] or \[N, T, H, W\]"):
+        avs_miou(torch.zeros(4, 4), torch.zeros(4, 4))
+    with pytest.raises(ValueError, match="one flag per frame"):
+        avs_miou(torch.zeros(2, 4, 4), gt, mask_valid=[True])
+    with pytest.raises(ValueError, match="no frame as valid"):
+        avs_fscore(torch.zeros(2, 4, 4), gt, mask_valid=[False, False])
+    with pytest.raises(ValueError, match="beta2"):
+        avs_fscore(torch.zeros(2, 4, 4), gt, beta2=0)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from phplib.data.ave import AVE_CATEGORIES, parse_ave_annotations, read_ave_categories
+from phplib.data.examples import real_and_toy_examples
 from phplib.data.llp import LLP_CLASSES, llp_class_vocabulary, parse_llp_eval, parse_llp_labels
 from phplib.data.music_avqa import count_repeated_question_ids, parse_avqa_json, read_vocab_file
 
@@ -197,3 +198,20 @@ def test_avqa_example_record():
     assert first.question == "Is the ukulele in the video always playing?"
     assert first.type_name == "Audio-Visual/Existential"
     assert first.answer == "yes"
+
+
+# --- real records beside toy ones -------------------------------------------
+
+
+def test_examples_table_pairs_real_and_toy(toy_world_root):
+    table = real_and_toy_examples(REAL, toy_world_root)
+    assert not table["real"].astype(str).str.startswith("file not found").any()
+    assert not table["toy"].astype(str).str.startswith("file not found").any()
+    rows = {(d, f): (r, t) for d, f, r, t in table.itertuples(index=False)}
+    assert rows[("AVE", "video_id")] == ("RUhOCu3LNXM", "toyave00001")
+    assert rows[("AVE", "category")][0] == "Church bell"
+    assert rows[("LLP (weak labels)", "event_labels")][0] == "Speech,Dog"
+    assert rows[("MUSIC-AVQA", "question")][0] == "Is the ukulele in the video always playing?"
+    assert rows[("AVSBench S4", "name")][0] == "0d9u2CymIxc"
+    assert rows[("AVSBench S4", "category")][0] == "helicopter"
+    assert rows[("AVSBench S4", "start_time")][0] == "not in this file"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from phplib.data.ave import AVEDataset, parse_ave_annotations
 from phplib.data.llp import LLPDataset, parse_llp_eval, parse_llp_labels
 from phplib.data.media import decode_clip
 from phplib.data.music_avqa import MusicAVQADataset, parse_avqa_json
+from phplib.data.examples import real_and_toy_examples
+from phplib.data.toy_avs import render_masks
 from phplib.data.toyworld import (
     CLASS_NAMES,
     TOY_CLASSES,
@@ -24,11 +27,12 @@ from phplib.data.toyworld import (
     ToyWorldError,
     generate_toy_world,
     load_truth,
+    object_footprint,
     render_clip,
     sample_clip_spec,
 )
 
-MICRO_COUNTS = dict(ave_clips=(2, 1, 1), llp_clips=(2, 1, 1), avqa_clips=(2, 1, 1))
+MICRO_COUNTS = dict(ave_clips=(2, 1, 1), llp_clips=(2, 1, 1), avqa_clips=(2, 1, 1), avs_clips=(2, 1, 1))
 
 ANNOTATION_FILES = [
     "AVE/AVE_Dataset/Annotations.txt",
@@ -389,3 +393,106 @@ def test_parallel_generation_matches_serial(tmp_path):
         twin = tmp_path / "parallel" / path.relative_to(tmp_path / "serial")
         assert path.read_bytes() == twin.read_bytes(), path.name
     assert os.path.exists(tmp_path / "parallel" / "toyworld_truth.json")
+
+
+# --- the AVSBench S4 task ---------------------------------------------------
+
+
+def test_avs_clip_lasts_five_seconds():
+    config = ToyWorldConfig()
+    spec = sample_clip_spec(config, "avs", "train", 0)
+    frames, audio = render_clip(spec, config, frames_per_second=1)
+    assert frames.shape == (5, 64, 64, 3)
+    assert audio.shape == (5 * config.sample_rate,)
+    assert spec.video_id == "toyavs00001"
+    sounding = [o for o in spec.objects if o.role == "sounding"]
+    assert len(sounding) == 1
+    assert CLASS_NAMES[sounding[0].class_id] == CLASS_NAMES[config.avs_classes[0]]
+
+
+def test_footprint_is_what_rendering_changes():
+    config = ToyWorldConfig(pixel_noise=0.0, contrast=(1.0, 1.0))
+    for index in range(6):
+        spec = sample_clip_spec(config, "avs", "val", index)
+        target = next(o for o in spec.objects if o.role == "sounding")
+        spec.objects = [target]
+        drawn = render_clip(spec, config, frames_per_second=1)[0][0]
+        spec.objects = []
+        background = render_clip(spec, config, frames_per_second=1)[0][0]
+        changed = np.any(drawn != background, axis=-1)
+        footprint = object_footprint(target, config.frame_size)
+        assert not np.any(changed & ~footprint)  # nothing outside the footprint changes
+        assert changed.sum() >= 0.9 * footprint.sum()  # texture can match the background on a few pixels
+
+
+def test_avs_masks_exclude_objects_drawn_above():
+    config = ToyWorldConfig(visible_distractor_prob=1.0)
+    spec = sample_clip_spec(config, "avs", "test", 2)
+    target = next(o for o in spec.objects if o.role == "sounding")
+    above = spec.objects[0]
+    spec.objects = [target, above]  # put the silent object on top
+    masks = render_masks(spec, config)
+    expected = object_footprint(target, config.frame_size) & ~object_footprint(above, config.frame_size)
+    for second in range(5):
+        if target.audible_at(second):
+            assert np.array_equal(masks[second], expected)
+        else:
+            assert not masks[second].any()
+
+
+def test_avs_does_not_change_other_exports(tmp_path):
+    with_avs = ToyWorldConfig(seed=5, **MICRO_COUNTS)
+    without = ToyWorldConfig(seed=5, **{**MICRO_COUNTS, "avs_clips": (0, 0, 0)})
+    generate_toy_world(tmp_path / "a", with_avs, progress=False)
+    generate_toy_world(tmp_path / "b", without, progress=False)
+    for name in ANNOTATION_FILES:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    for path in all_videos(tmp_path / "b"):
+        assert path.read_bytes() == (tmp_path / "a" / path.relative_to(tmp_path / "b")).read_bytes(), path.name
+    assert not (tmp_path / "b" / "AVSBench_data/Single-source/s4_data").exists()
+    assert len(list((tmp_path / "a").rglob("*.wav"))) == 4
+
+
+def test_world_without_avs_fields_gets_avs_added(tmp_path):
+    config = ToyWorldConfig(seed=6, **MICRO_COUNTS)
+    root = tmp_path / "world"
+    generate_toy_world(root, config, progress=False)
+    # Make it look like a world written before the AVS task existed.
+    manifest = json.loads((root / "toyworld.json").read_text())
+    for key in ("avs_clips", "avs_classes"):
+        del manifest["config"][key]
+    (root / "toyworld.json").write_text(json.dumps(manifest))
+    shutil.rmtree(root / "AVSBench_data")
+    video = all_videos(root)[0]
+    before = video.stat().st_mtime_ns
+
+    generate_toy_world(root, config, progress=False)
+    assert json.loads((root / "toyworld.json").read_text())["config"] == config.to_json()
+    assert len(list(root.rglob("*.wav"))) == 4
+    assert video.stat().st_mtime_ns == before
+    with pytest.raises(ToyWorldError, match="seed"):
+        manifest["config"]["seed"] = 7
+        (root / "toyworld.json").write_text(json.dumps(manifest))
+        generate_toy_world(root, config, progress=False)
+
+
+def test_config_rejects_bad_avs_values():
+    with pytest.raises(ToyWorldError, match="avs_clips"):
+        ToyWorldConfig(avs_clips=(1, 2))
+    with pytest.raises(ToyWorldError, match="avs_classes"):
+        ToyWorldConfig(avs_classes=(0,))
+    assert ToyWorldConfig().segments("avs") == 5
+    assert ToyWorldConfig(num_segments=8).segments("ave") == 8
+
+
+def test_examples_table_without_real_files(toy_world_root, tmp_path):
+    table = real_and_toy_examples(tmp_path, toy_world_root)
+    assert list(table.columns) == ["dataset", "field", "real", "toy"]
+    assert set(table["dataset"]) == {"AVE", "LLP (weak labels)", "LLP (audio events)", "MUSIC-AVQA", "AVSBench S4"}
+    ave = table[table["dataset"] == "AVE"].set_index("field")
+    assert ave.loc["video_id", "toy"] == "toyave00001"
+    assert str(ave.loc["video_id", "real"]).startswith("file not found: ")
+    s4 = table[table["dataset"] == "AVSBench S4"].set_index("field")
+    assert s4.loc["split", "toy"] == "test"
+    with pytest.raises(FileNotFoundError, match="toy world folder"):
+        real_and_toy_examples(tmp_path, tmp_path / "absent")

@@ -27,10 +27,11 @@ from torch.utils.data import Dataset
 
 from phplib.data.common import (
     AnnotationError,
+    AVClipDecoder,
     annotation_error,
     check_on_error,
     check_split,
-    decode_clips,
+    load_clips,
     report_or_raise,
     require_file,
 )
@@ -142,6 +143,10 @@ class AVEDataset(Dataset):
     Each item is ``{"video": uint8 [T, 3, H, W], "audio": float32 [T, S],
     "label": int64 [T], "video_id": str}``. A second inside the row's event gets
     the category index, every other second gets ``num_classes`` (background).
+
+    With ``cache_dir`` the decoded clips are stored there (see
+    :mod:`phplib.data.cache`), reused by later constructions and read from disk
+    per item; ``decode_workers`` processes decode the clips not cached yet.
     """
 
     def __init__(
@@ -154,6 +159,8 @@ class AVEDataset(Dataset):
         on_error: str = "raise",
         progress: bool = True,
         categories: Sequence[str] | None = None,
+        cache_dir: str | Path | None = None,
+        decode_workers: int = 1,
     ) -> None:
         self.root = Path(root)
         self.split = check_split(split)
@@ -178,9 +185,10 @@ class AVEDataset(Dataset):
         rows = parse_ave_annotations(split_file, self._class_names, skipped=skip_rows)
 
         paths = {row.video_id: base / "AVE" / f"{row.video_id}.mp4" for row in rows}
-        self._clips = decode_clips(paths, num_segments=num_segments, image_size=image_size,
-                                   sample_rate=sample_rate, on_error=self.on_error, skipped=self.skipped,
-                                   progress=progress, description=f"AVE {split}")
+        decoder = AVClipDecoder(num_segments, image_size, sample_rate)
+        self._clips = load_clips(paths, decoder, dataset="ave", root=self.root, cache_dir=cache_dir,
+                                 on_error=self.on_error, skipped=self.skipped, progress=progress,
+                                 description=f"AVE {split}", workers=decode_workers)
         self.samples: list[tuple[str, torch.Tensor]] = []
         for row in rows:
             if row.video_id not in self._clips:
@@ -202,13 +210,18 @@ class AVEDataset(Dataset):
         """Number of event categories C. Label C is the background class."""
         return len(self._class_names)
 
+    @property
+    def num_videos(self) -> int:
+        """Number of distinct videos read for this split (skipped ones excluded)."""
+        return len(self._clips)
+
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         video_id, label = self.samples[index]
-        video, audio = self._clips[video_id]
-        return {"video": video, "audio": audio, "label": label, "video_id": video_id}
+        clip = self._clips[video_id]
+        return {"video": clip["video"], "audio": clip["audio"], "label": label, "video_id": video_id}
 
 
 __all__ = ["AVEAnnotation", "AVEDataset", "AVE_CATEGORIES", "parse_ave_annotations", "read_ave_categories"]

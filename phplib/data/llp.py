@@ -27,10 +27,11 @@ from torch.utils.data import Dataset
 
 from phplib.data.common import (
     AnnotationError,
+    AVClipDecoder,
     annotation_error,
     check_on_error,
     check_split,
-    decode_clips,
+    load_clips,
     report_or_raise,
     require_file,
 )
@@ -43,6 +44,15 @@ LLP_CLASSES: tuple[str, ...] = (
     "Blender", "Car", "Cat", "Cello", "Chainsaw", "Cheering", "Chicken_rooster", "Clapping", "Dog",
     "Fire_alarm", "Frying_(food)", "Helicopter", "Lawn_mower", "Motorcycle", "Singing", "Speech",
     "Telephone_bell_ringing", "Vacuum_cleaner", "Violin_fiddle",
+)
+
+# The class order of the reference PHP code and of the LLP benchmark's main_avvp.py. It fixes
+# which class the arg-max of a multi-hot label picks in metrics.tasks.avvp_video_top1_accuracy.
+PHP_REFERENCE_LLP_ORDER: tuple[str, ...] = (
+    "Speech", "Car", "Cheering", "Dog", "Cat", "Frying_(food)", "Basketball_bounce", "Fire_alarm", "Chainsaw",
+    "Cello", "Banjo", "Singing", "Chicken_rooster", "Violin_fiddle", "Vacuum_cleaner", "Baby_laughter",
+    "Accordion", "Lawn_mower", "Motorcycle", "Helicopter", "Acoustic_guitar", "Telephone_bell_ringing",
+    "Baby_cry_infant_cry", "Blender", "Clapping",
 )
 
 LABEL_FILES = {"train": "AVVP_train.csv", "val": "AVVP_val_pd.csv", "test": "AVVP_test_pd.csv"}
@@ -208,6 +218,8 @@ class LLPDataset(Dataset):
     "label": float32 [C], "seg_audio": float32 [T, C], "seg_visual": float32 [T, C],
     "has_segment_labels": bool, "video_id": str}``. Train items have all-zero
     segment labels and ``has_segment_labels=False``.
+
+    ``cache_dir`` and ``decode_workers`` work as in :class:`phplib.data.ave.AVEDataset`.
     """
 
     def __init__(
@@ -220,6 +232,8 @@ class LLPDataset(Dataset):
         class_names: Sequence[str] | None = None,
         on_error: str = "raise",
         progress: bool = True,
+        cache_dir: str | Path | None = None,
+        decode_workers: int = 1,
     ) -> None:
         self.root = Path(root)
         self.split = check_split(split)
@@ -260,9 +274,10 @@ class LLPDataset(Dataset):
                     events[modality].setdefault(event.filename, []).append(event)
 
         paths = {r.filename: base / "LLP_dataset" / "video" / f"{r.filename}.mp4" for r in records}
-        self._clips = decode_clips(paths, num_segments=num_segments, image_size=image_size,
-                                   sample_rate=sample_rate, on_error=self.on_error, skipped=self.skipped,
-                                   progress=progress, description=f"LLP {split}")
+        decoder = AVClipDecoder(num_segments, image_size, sample_rate)
+        self._clips = load_clips(paths, decoder, dataset="llp", root=self.root, cache_dir=cache_dir,
+                                 on_error=self.on_error, skipped=self.skipped, progress=progress,
+                                 description=f"LLP {split}", workers=decode_workers)
         self.samples: list[dict[str, Any]] = []
         for record in records:
             if record.filename not in self._clips:
@@ -287,15 +302,20 @@ class LLPDataset(Dataset):
         """Number of classes C."""
         return len(self._class_names)
 
+    @property
+    def num_videos(self) -> int:
+        """Number of distinct videos read for this split (skipped ones excluded)."""
+        return len(self._clips)
+
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
-        video, audio = self._clips[sample["video_id"]]
+        clip = self._clips[sample["video_id"]]
         return {
-            "video": video,
-            "audio": audio,
+            "video": clip["video"],
+            "audio": clip["audio"],
             "label": sample["label"],
             "seg_audio": sample["seg_audio"],
             "seg_visual": sample["seg_visual"],
@@ -309,6 +329,7 @@ __all__ = [
     "LLPEvalEvent",
     "LLPVideoLabels",
     "LLP_CLASSES",
+    "PHP_REFERENCE_LLP_ORDER",
     "llp_class_vocabulary",
     "parse_llp_eval",
     "parse_llp_labels",

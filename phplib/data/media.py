@@ -86,18 +86,26 @@ def _plan_windows(
     return _Windows(starts=starts, num_real=num_real)
 
 
-def _resize_and_crop(image: Image.Image, image_size: int) -> np.ndarray:
-    """Resize the short side to ``image_size`` and centre-crop to a square."""
+def resize_and_crop(
+    image: Image.Image, image_size: int, resample: Image.Resampling = Image.Resampling.BILINEAR
+) -> np.ndarray:
+    """Resize the short side to ``image_size`` and centre-crop to a square.
+
+    Returns uint8 ``[H, W, 3]`` for an RGB image and ``[H, W]`` for a
+    single-channel one. Masks need ``resample=Image.Resampling.NEAREST`` so they
+    stay binary and line up with frames resized by the default filter.
+    """
     width, height = image.size
     scale = image_size / min(width, height)
     new_width = max(image_size, round(width * scale))
     new_height = max(image_size, round(height * scale))
     if (new_width, new_height) != (width, height):
-        image = image.resize((new_width, new_height), resample=Image.Resampling.BILINEAR)
+        image = image.resize((new_width, new_height), resample=resample)
     left = (new_width - image_size) // 2
     top = (new_height - image_size) // 2
     image = image.crop((left, top, left + image_size, top + image_size))
-    return np.asarray(image, dtype=np.uint8)  # [H, W, 3]
+    return np.asarray(image, dtype=np.uint8)
+
 
 
 def _stream_seconds(stream: av.stream.Stream) -> float | None:
@@ -156,14 +164,14 @@ def _pick_frames_sequential(
         time = _frame_seconds(frame, index, fallback_rate)
         while len(picked) < len(targets) and time >= targets[len(picked)]:
             nearest = _nearest(previous, previous_time, frame, time, targets[len(picked)])
-            picked.append(_resize_and_crop(nearest.to_image(), image_size))
+            picked.append(resize_and_crop(nearest.to_image(), image_size))
         if len(picked) == len(targets):
             return picked
         previous, previous_time = frame, time
     if previous is None:
         raise MediaError("the video stream decoded to no frames")
     # Targets after the last decoded frame take the last frame.
-    last = _resize_and_crop(previous.to_image(), image_size)
+    last = resize_and_crop(previous.to_image(), image_size)
     picked.extend(last for _ in range(len(targets) - len(picked)))
     return picked
 
@@ -182,11 +190,11 @@ def _pick_frame_by_seek(
         time = _frame_seconds(frame, index, fallback_rate)
         if time >= target:
             nearest = _nearest(previous, previous_time, frame, time, target)
-            return _resize_and_crop(nearest.to_image(), image_size)
+            return resize_and_crop(nearest.to_image(), image_size)
         previous, previous_time = frame, time
     if previous is None:
         return None
-    return _resize_and_crop(previous.to_image(), image_size)
+    return resize_and_crop(previous.to_image(), image_size)
 
 
 def _pick_frames(
@@ -393,5 +401,6 @@ __all__ = [
     "probe_duration",
     "read_wav",
     "resample_audio",
+    "resize_and_crop",
     "split_audio_segments",
 ]

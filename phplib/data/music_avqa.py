@@ -15,7 +15,12 @@ conflicting ones by default, with a warning that gives the count.
 Expected layout under ``root``::
 
     AVQA/MUSIC-AVQA-videos-Real/<video_id>.mp4
+    AVQA/MUSIC-AVQA-videos-Synthetic/<video_id>.mp4     (ids such as "esa00000004" and "vv00008937")
     AVQA/data/json/avqa-{train,val,test}.json
+
+The question files mix real and synthetic videos (avqa-val.json holds the
+records of avqa-val_real.json and avqa-val_fake.json), so a video is looked up
+in the real folder first and in the synthetic folder next.
 """
 
 from __future__ import annotations
@@ -32,10 +37,11 @@ from torch.utils.data import Dataset
 
 from phplib.data.common import (
     AnnotationError,
+    AVClipDecoder,
     annotation_error,
     check_on_error,
     check_split,
-    decode_clips,
+    load_clips,
     report_or_raise,
     require_file,
 )
@@ -220,6 +226,15 @@ def encode_question(text: str, vocab: dict[str, int], max_len: int) -> tuple[tor
     return tokens, len(ids)
 
 
+def find_video(folders: Sequence[Path], video_id: str) -> Path:
+    """Return ``<folder>/<video_id>.mp4`` for the first folder that has it, else the path in the first folder."""
+    for folder in folders:
+        path = folder / f"{video_id}.mp4"
+        if path.exists():
+            return path
+    return folders[0] / f"{video_id}.mp4"
+
+
 class MusicAVQADataset(Dataset):
     """MUSIC-AVQA questions over decoded videos. Each video is decoded once and shared by its questions.
 
@@ -231,6 +246,8 @@ class MusicAVQADataset(Dataset):
     Without ``answer_vocab`` and ``question_vocab`` both are built from the
     train split. Pass ``train_set.answer_vocab`` and ``train_set.question_vocab``
     to the val and test sets so all splits share the ids.
+
+    ``cache_dir`` and ``decode_workers`` work as in :class:`phplib.data.ave.AVEDataset`.
     """
 
     def __init__(
@@ -247,6 +264,9 @@ class MusicAVQADataset(Dataset):
         progress: bool = True,
         annotation_dir: str = "data/json",
         video_dir: str = "MUSIC-AVQA-videos-Real",
+        extra_video_dirs: Sequence[str] = ("MUSIC-AVQA-videos-Synthetic",),
+        cache_dir: str | Path | None = None,
+        decode_workers: int = 1,
     ) -> None:
         self.root = Path(root)
         self.split = check_split(split)
@@ -285,10 +305,12 @@ class MusicAVQADataset(Dataset):
             logger.info("%s: leaving out %d questions marked question_deleted", question_file, deleted)
         questions = [q for q in questions if not q.deleted]
 
-        paths = {q.video_id: base / video_dir / f"{q.video_id}.mp4" for q in questions}
-        self._clips = decode_clips(paths, num_segments=num_segments, image_size=image_size,
-                                   sample_rate=sample_rate, sampling="uniform", on_error=self.on_error,
-                                   skipped=self.skipped, progress=progress, description=f"MUSIC-AVQA {split}")
+        folders = [base / video_dir] + [base / name for name in extra_video_dirs]
+        paths = {q.video_id: find_video(folders, q.video_id) for q in questions}
+        decoder = AVClipDecoder(num_segments, image_size, sample_rate, sampling="uniform")
+        self._clips = load_clips(paths, decoder, dataset="music_avqa", root=self.root, cache_dir=cache_dir,
+                                 on_error=self.on_error, skipped=self.skipped, progress=progress,
+                                 description=f"MUSIC-AVQA {split}", workers=decode_workers)
         self.questions = [q for q in questions if q.video_id in self._clips]
         unknown = sum(q.answer not in answer_index for q in self.questions)
         if unknown:
@@ -306,16 +328,21 @@ class MusicAVQADataset(Dataset):
         """Size of the answer vocabulary."""
         return len(self.answer_vocab)
 
+    @property
+    def num_videos(self) -> int:
+        """Number of distinct videos read for this split (skipped ones excluded)."""
+        return len(self._clips)
+
     def __len__(self) -> int:
         return len(self.questions)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         question = self.questions[index]
-        video, audio = self._clips[question.video_id]
+        clip = self._clips[question.video_id]
         tokens, length = self._encoded[index]
         return {
-            "video": video,
-            "audio": audio,
+            "video": clip["video"],
+            "audio": clip["audio"],
             "question": tokens,
             "question_len": length,
             "answer": torch.tensor(self._answers[index], dtype=torch.int64),
@@ -334,6 +361,7 @@ __all__ = [
     "count_repeated_question_ids",
     "encode_question",
     "fill_template",
+    "find_video",
     "parse_avqa_json",
     "read_vocab_file",
     "tokenize_question",

@@ -1,4 +1,4 @@
-"""A seeded synthetic audio-visual world, exported in the layouts of AVE, LLP and MUSIC-AVQA.
+"""A seeded synthetic audio-visual world, exported in the layouts of AVE, LLP, MUSIC-AVQA and AVSBench S4.
 
 Each clip lasts ``num_segments`` seconds. Objects of a few plain-word classes
 ("bell", "drum", "violin", ...) appear on screen and make sounds; every class
@@ -13,6 +13,9 @@ knowledge can transfer between them:
   or both, with per-modality onset and offset for the val and test videos.
 - AVQA: two or three instruments in a row, questions about existence, counting,
   left/right location, temporal order and loudness.
+- AVS: five-second clips with one sounding object and a per-frame mask of its
+  pixels, written as png frames, png masks and a wav file (AVSBench S4 layout,
+  see :mod:`phplib.data.toy_avs`).
 
 Distractors make the tasks hard: visible but silent objects, audible off-screen
 sounds, small low-contrast objects, pixel noise and audio noise.
@@ -40,8 +43,11 @@ from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
-Task = Literal["ave", "llp", "avqa"]
-TASKS: tuple[Task, ...] = ("ave", "llp", "avqa")
+Task = Literal["ave", "llp", "avqa", "avs"]
+# New tasks go at the end: a clip's seed contains its task's index here, so the
+# clips of the earlier tasks stay byte-identical.
+TASKS: tuple[Task, ...] = ("ave", "llp", "avqa", "avs")
+AVS_NUM_SEGMENTS = 5  # AVSBench S4 clips last five seconds, regardless of num_segments
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 MANIFEST_NAME = "toyworld.json"
@@ -132,9 +138,11 @@ class ToyWorldConfig:
     ave_clips: tuple[int, int, int] = (128, 32, 64)  # AVE videos in train, val, test
     llp_clips: tuple[int, int, int] = (128, 32, 64)  # LLP videos in train, val, test
     avqa_clips: tuple[int, int, int] = (128, 32, 64)  # MUSIC-AVQA videos in train, val, test
+    avs_clips: tuple[int, int, int] = (128, 32, 64)  # AVSBench S4 videos in train, val, test
     ave_classes: tuple[int, ...] = (0, 1, 2, 3, 4, 5)  # indices into TOY_CLASSES used by AVE
     llp_classes: tuple[int, ...] = (3, 4, 5, 6, 7, 8, 9)  # classes used by LLP
     avqa_classes: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)  # classes used by MUSIC-AVQA
+    avs_classes: tuple[int, ...] = (0, 1, 2, 6, 9, 11)  # classes used by AVSBench S4
     pixel_noise: float = 12.0  # std of Gaussian pixel noise on the 0-255 scale, fresh in every frame
     audio_noise: float = 0.03  # std of white noise added to the mix (full scale is 1.0)
     object_scale: tuple[float, float] = (0.16, 0.34)  # object diameter range as a fraction of the frame side
@@ -158,11 +166,11 @@ class ToyWorldConfig:
                 f"need fps >= 1, sample_rate >= 8000 and num_segments >= 2, got "
                 f"{self.fps}, {self.sample_rate}, {self.num_segments}"
             )
-        for name in ("ave_clips", "llp_clips", "avqa_clips"):
+        for name in ("ave_clips", "llp_clips", "avqa_clips", "avs_clips"):
             counts = getattr(self, name)
             if len(counts) != 3 or any(int(n) < 0 for n in counts):
                 raise ToyWorldError(f"{name} must be three counts (train, val, test) >= 0, got {counts}")
-        for name in ("ave_classes", "llp_classes", "avqa_classes"):
+        for name in ("ave_classes", "llp_classes", "avqa_classes", "avs_classes"):
             classes = getattr(self, name)
             if len(set(classes)) < 2 or any(not 0 <= c < len(TOY_CLASSES) for c in classes):
                 raise ToyWorldError(
@@ -178,6 +186,10 @@ class ToyWorldConfig:
     def clips(self, task: Task, split: str) -> int:
         """Return the number of clips of ``task`` in ``split``."""
         return int(getattr(self, f"{task}_clips")[SPLITS.index(split)])
+
+    def segments(self, task: Task) -> int:
+        """Return the clip length of ``task`` in one-second segments."""
+        return AVS_NUM_SEGMENTS if task == "avs" else self.num_segments
 
     def to_json(self) -> dict[str, Any]:
         """Return the config as JSON-compatible values (tuples become lists)."""
@@ -381,7 +393,8 @@ def video_id_for(task: Task, split: str, index: int, config: ToyWorldConfig) -> 
 
     Ids follow the style of each dataset and are unique across splits:
     AVE ``toyave00012``, LLP ``toyllp00012_0_10`` (id, start and end second as
-    in LLP filenames), MUSIC-AVQA ``00000012``.
+    in LLP filenames), MUSIC-AVQA ``00000012``, AVSBench ``toyavs00012``
+    (11 characters, like a YouTube id).
     """
     offset = sum(config.clips(task, s) for s in SPLITS[: SPLITS.index(split)])
     number = offset + index + 1
@@ -389,6 +402,8 @@ def video_id_for(task: Task, split: str, index: int, config: ToyWorldConfig) -> 
         return f"toyave{number:05d}"
     if task == "llp":
         return f"toyllp{number:05d}_0_{config.num_segments}"
+    if task == "avs":
+        return f"toyavs{number:05d}"
     return f"{number:08d}"
 
 
@@ -411,8 +426,12 @@ def sample_clip_spec(config: ToyWorldConfig, task: Task, split: str, index: int)
         objects, events = _sample_ave(rng, config, main_class)
     elif task == "llp":
         objects = _sample_llp(rng, config, main_class)
-    else:
+    elif task == "avqa":
         objects = _sample_avqa(rng, config, main_class)
+    else:
+        from phplib.data.toy_avs import sample_avs_objects
+
+        objects = sample_avs_objects(rng, config, main_class)
     spec = ClipSpec(
         video_id=video_id_for(task, split, index, config),
         task=task,
@@ -613,25 +632,58 @@ def _texture(texture: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise ToyWorldError(f"unknown texture {texture!r}")
 
 
-def _draw(image: np.ndarray, obj: SceneObject) -> None:
-    """Blend ``obj`` into ``image`` ([H, W, 3] float32, 0-255) in place."""
-    size = image.shape[0]
-    object_class = TOY_CLASSES[obj.class_id]
+@dataclass(frozen=True)
+class _Sprite:
+    """Placement of an object on a square frame: its box, local coordinates and shape mask."""
+
+    top: int
+    left: int
+    u: np.ndarray  # [d, d] horizontal coordinate in [-1, 1]
+    v: np.ndarray  # [d, d] vertical coordinate in [-1, 1]
+    mask: np.ndarray  # [d, d] bool, True inside the shape
+    window: tuple[slice, slice] | None  # rows and columns of the frame the box covers, None when off-frame
+    local: tuple[slice, slice] | None  # the same region in box coordinates
+
+
+def _sprite(obj: SceneObject, size: int) -> _Sprite:
     diameter = max(3, int(round(obj.scale * size)))
     left = int(round(obj.x * size - diameter / 2))
     top = int(round(obj.y * size - diameter / 2))
     grid = (np.arange(diameter) + 0.5) / diameter * 2 - 1
     v, u = np.meshgrid(grid, grid, indexing="ij")  # [d, d] each
-    mask = _shape_mask(object_class.shape, u, v)
-    shade = _texture(object_class.texture, u, v)[..., None] * np.asarray(object_class.colour, np.float32)  # [d, d, 3]
+    mask = _shape_mask(TOY_CLASSES[obj.class_id].shape, u, v)
     y0, x0 = max(0, top), max(0, left)
     y1, x1 = min(size, top + diameter), min(size, left + diameter)
     if y1 <= y0 or x1 <= x0:
-        return
-    patch = image[y0:y1, x0:x1]
+        return _Sprite(top, left, u, v, mask, None, None)
+    window = (slice(y0, y1), slice(x0, x1))
     local = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
+    return _Sprite(top, left, u, v, mask, window, local)
+
+
+def object_footprint(obj: SceneObject, size: int) -> np.ndarray:
+    """Return the pixels ``obj`` covers on a ``size`` x ``size`` frame: bool ``[size, size]``.
+
+    These are exactly the pixels :func:`render_frames` blends the object into.
+    """
+    sprite = _sprite(obj, size)
+    footprint = np.zeros((size, size), dtype=bool)
+    if sprite.window is not None:
+        footprint[sprite.window] = sprite.mask[sprite.local]
+    return footprint
+
+
+def _draw(image: np.ndarray, obj: SceneObject) -> None:
+    """Blend ``obj`` into ``image`` ([H, W, 3] float32, 0-255) in place."""
+    sprite = _sprite(obj, image.shape[0])
+    if sprite.window is None:
+        return
+    object_class = TOY_CLASSES[obj.class_id]
+    shade = _texture(object_class.texture, sprite.u, sprite.v)[..., None] * np.asarray(object_class.colour, np.float32)  # [d, d, 3]
+    patch = image[sprite.window]
+    local = sprite.local
     blended = patch + obj.contrast * (shade[local] - patch)
-    patch[mask[local]] = blended[mask[local]]
+    patch[sprite.mask[local]] = blended[sprite.mask[local]]
 
 
 def render_frames(spec: ClipSpec, config: ToyWorldConfig, frames_per_second: int | None = None) -> np.ndarray:
@@ -641,7 +693,7 @@ def render_frames(spec: ClipSpec, config: ToyWorldConfig, frames_per_second: int
     own pixel noise. ``frames_per_second`` defaults to ``config.fps``.
     """
     fps = config.fps if frames_per_second is None else frames_per_second
-    size, T = config.frame_size, config.num_segments
+    size, T = config.frame_size, config.segments(spec.task)
     rng = np.random.default_rng([spec.render_seed, 1])
     top, bottom = (np.asarray(c, np.float32) for c in spec.background)
     weights = np.linspace(0.0, 1.0, size, dtype=np.float32)[:, None, None]
@@ -710,7 +762,7 @@ def _synthesise(obj: SceneObject, config: ToyWorldConfig, rng: np.random.Generat
 
 def render_audio(spec: ClipSpec, config: ToyWorldConfig) -> np.ndarray:
     """Render the soundtrack of ``spec``: float32 ``[T * sample_rate]`` in [-1, 1]."""
-    sr, T = config.sample_rate, config.num_segments
+    sr, T = config.sample_rate, config.segments(spec.task)
     rng = np.random.default_rng([spec.render_seed, 2])
     mix = np.zeros(T * sr, np.float32)
     for obj in spec.objects:
@@ -795,13 +847,22 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _video_path(root: Path, spec: ClipSpec) -> Path:
+    """Return the file whose presence marks a finished clip: its mp4, or for AVS its wav (written last)."""
+    if spec.task == "avs":
+        from phplib.data.toy_avs import done_path
+
+        return done_path(root, spec)
     folder = {"ave": AVE_VIDEO_DIR, "llp": LLP_VIDEO_DIR, "avqa": AVQA_VIDEO_DIR}[spec.task]
     return root / folder / f"{spec.video_id}.mp4"
 
 
-def _render_and_write(job: tuple[ClipSpec, ToyWorldConfig, str]) -> str:
+def _render_and_write(job: tuple[ClipSpec, ToyWorldConfig, str, str]) -> str:
     """Render one clip and write it under a temporary name, renamed when complete."""
-    spec, config, target = job
+    spec, config, target, root = job
+    if spec.task == "avs":
+        from phplib.data.toy_avs import write_avs_clip
+
+        return str(write_avs_clip(spec, config, Path(root)))
     frames, audio = render_clip(spec, config)
     path = Path(target)
     partial = path.with_name(path.name + ".partial")
@@ -881,6 +942,17 @@ def _write_avqa(root: Path, specs: dict[str, list[ClipSpec]]) -> None:
         _write_text(root / AVQA_ANNOTATION_DIR / f"avqa-{split}.json", json.dumps(records, indent=2))
 
 
+def _write_avs(root: Path, specs: dict[str, list[ClipSpec]], config: ToyWorldConfig) -> None:
+    from phplib.data import avs_layout
+    from phplib.data.toy_avs import avs_meta_rows
+
+    base = avs_layout.s4_base(root)
+    # A header line and comma-separated rows, as AVSBench's loader reads them with pandas.read_csv.
+    _write_text(base / avs_layout.S4_META_FILE, "".join(line + "\n" for line in avs_meta_rows(specs)))
+    names = [CLASS_NAMES[c] for c in config.avs_classes]
+    _write_text(base / avs_layout.CATEGORIES_FILE, "".join(name + "\n" for name in names))
+
+
 # ---------------------------------------------------------------------------
 # Generation
 
@@ -905,12 +977,31 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
         ) from error
 
 
+# Config fields added after format version 1 was first written. A world stored
+# without them was generated before they existed; generation adds their clips
+# and keeps every file already there (the earlier tasks' clips do not depend on them).
+_FIELDS_ADDED_LATER = ("avs_clips", "avs_classes")
+
+
+def _predates_added_fields(stored: Any, current: dict[str, Any]) -> bool:
+    """Return True when ``stored`` equals ``current`` except for missing fields of _FIELDS_ADDED_LATER."""
+    if not isinstance(stored, dict) or all(k in stored for k in _FIELDS_ADDED_LATER):
+        return False
+    missing = set(current) - set(stored)
+    return missing <= set(_FIELDS_ADDED_LATER) and stored == {k: v for k, v in current.items() if k in stored}
+
+
 def _check_existing(root: Path, manifest: dict[str, Any] | None, config: ToyWorldConfig) -> bool:
     """Return True when ``root`` already contains a complete world generated from ``config``."""
     if manifest is None:
         return False
     stored = manifest.get("config")
-    if stored != config.to_json() or manifest.get("format_version") != FORMAT_VERSION:
+    current = config.to_json()
+    if manifest.get("format_version") == FORMAT_VERSION and _predates_added_fields(stored, current):
+        logger.info("toy world at %s predates the fields %s; adding their clips and keeping the rest",
+                    root, ", ".join(k for k in _FIELDS_ADDED_LATER if k not in stored))
+        return False
+    if stored != current or manifest.get("format_version") != FORMAT_VERSION:
         changed = sorted(k for k in set(config.to_json()) | set(stored or {})
                          if (stored or {}).get(k) != config.to_json().get(k))
         raise ToyWorldError(
@@ -933,14 +1024,16 @@ def generate_toy_world(
     progress: bool = True,
     num_workers: int | None = None,
 ) -> dict[str, Any]:
-    """Write the toy world under ``root`` in the AVE, LLP and MUSIC-AVQA layouts and return its manifest.
+    """Write the toy world under ``root`` in the AVE, LLP, MUSIC-AVQA and AVSBench S4 layouts; return its manifest.
 
     A root that already contains a complete world from the same config is left as
-    it is. A root generated from another config raises :class:`ToyWorldError`.
-    An interrupted generation resumes: every mp4 is written under a
-    ``.partial`` name and renamed when complete, so finished files are kept and
-    half-written ones are redone. ``num_workers`` processes render clips in
-    parallel (default: one for small worlds, else up to 8 by CPU count).
+    it is. A root generated from another config raises :class:`ToyWorldError`,
+    except a world written before the AVS task existed, which gets the AVS clips
+    added. An interrupted generation resumes: every file is written under a
+    ``.partial`` name and renamed when complete (an AVS clip's wav last), so
+    finished clips are kept and half-written ones are redone. ``num_workers``
+    processes render clips in parallel (default: one for small worlds, else up
+    to 8 by CPU count).
     """
     root = Path(root)
     manifest_path = root / MANIFEST_NAME
@@ -960,7 +1053,7 @@ def generate_toy_world(
     _write_text(manifest_path, json.dumps(manifest, indent=2))
 
     specs: dict[Task, dict[str, list[ClipSpec]]] = {task: {split: [] for split in SPLITS} for task in TASKS}
-    jobs: list[tuple[ClipSpec, ToyWorldConfig, str]] = []
+    jobs: list[tuple[ClipSpec, ToyWorldConfig, str, str]] = []
     for spec in iter_clip_specs(config):
         specs[spec.task][spec.split].append(spec)
         path = _video_path(root, spec)
@@ -969,7 +1062,7 @@ def generate_toy_world(
         if stale.exists():
             stale.unlink()
         if not path.exists():
-            jobs.append((spec, config, str(path)))
+            jobs.append((spec, config, str(path), str(root)))
     total = sum(len(v) for task_specs in specs.values() for v in task_specs.values())
     logger.info("generating toy world at %s: %d clips, %d to write", root, total, len(jobs))
 
@@ -981,7 +1074,7 @@ def generate_toy_world(
                 _render_and_write(job)
                 bar.update(1)
         else:
-            # Workers only run numpy and PyAV. Fork (where available) needs no importable
+            # Workers only run numpy, PyAV, soundfile and Pillow. Fork (where available) needs no importable
             # __main__, so generation also works from `python -c`, stdin and unguarded scripts.
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
@@ -994,7 +1087,8 @@ def generate_toy_world(
     _write_ave(root, specs["ave"], config)
     _write_llp(root, specs["llp"], config)
     _write_avqa(root, specs["avqa"])
-    truth = {spec.video_id: clip_truth(spec, config.num_segments).to_json()
+    _write_avs(root, specs["avs"], config)
+    truth = {spec.video_id: clip_truth(spec, config.segments(spec.task)).to_json()
              for task_specs in specs.values() for split_specs in task_specs.values() for spec in split_specs}
     _write_text(root / TRUTH_NAME, json.dumps(truth, indent=1))
 
