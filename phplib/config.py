@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-KNOWN_TASKS = ("AVE", "LLP", "AVQA")
+KNOWN_TASKS = ("AVE", "LLP", "AVS", "AVQA")
 
 
 @dataclass
@@ -63,6 +63,7 @@ class DataConfig:
     num_segments: int = 10  # one-second segments per clip
     toy: dict[str, Any] = field(default_factory=dict)  # ToyWorldConfig overrides (clip counts, noise, ...)
     on_error: str = "raise"  # "raise" or "skip" for unreadable clips and malformed rows
+    cache_dir: str | None = None  # decoded-clip cache written by `python -m phplib prepare`; None decodes every run
 
 
 @dataclass

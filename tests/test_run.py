@@ -167,3 +167,14 @@ def test_cuda_device_without_gpu_is_named(toy_world_root, toy_world_config):
     config = tiny_config(toy_world_root, toy_world_config, **{"train.device": "cuda"})
     with pytest.raises(ValueError, match="no CUDA device is available"):
         run_stream(config, None, progress=False)
+
+
+def test_stream_with_avs_task(toy_world_root, toy_world_config):
+    """AVS joins a stream in any position; its five-second clips and mask head run end to end."""
+    from phplib.continual.runner import run_stream
+
+    config = tiny_config(toy_world_root, toy_world_config, **{"tasks": ["AVS", "AVE"], "train.probe_epochs": 2})
+    result = run_stream(config, None, progress=False)
+    assert result.task_names == ["AVS", "AVE"]
+    assert 0.0 <= result.accuracy_matrix[1, 0] <= 1.0
+    assert result.model.heads["AVS"].uses_video_tokens

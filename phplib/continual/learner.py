@@ -152,7 +152,7 @@ class PHPLearner(Learner):
         self.model.to(self.device)
 
     def begin_task(self, task) -> None:
-        head = task.make_head(self.model.video_dim, self.model.audio_dim)
+        head = task.make_head(self.model)
         self.model.add_task(task.name, head.to(self.device))
         self.model.set_task(task.name)
         report = self.model.parameter_report(task.name)

@@ -79,7 +79,7 @@ def probe_head(model: PHPModel, task: Task, train: PreparedData, test: PreparedD
     settings = config.train
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed * 1000 + sum(map(ord, task.name)))
-        head = task.make_head(model.video_dim, model.audio_dim)
+        head = task.make_head(model)
     tokens = head.uses_video_tokens
     features = frozen_features(model, train, settings.eval_batch_size, settings.device, f"{task.name} train", progress, tokens)
     train_head_on_features(head, features, settings.probe_epochs, settings.batch_size, seed=settings.seed)

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from phplib.config import RunConfig
 from phplib.heads.avqa import AVQAHead
 from phplib.heads.ave import AVEHead
+from phplib.heads.avs import AVSHead
 from phplib.heads.avvp import AVVPHead
 from phplib.heads.base import TaskHead
 
@@ -25,7 +26,7 @@ class Task:
     name: str  # "AVE", "LLP" or "AVQA"
     train: Dataset
     test: Dataset
-    make_head: Callable[[int, int], TaskHead]  # (video_dim, audio_dim) -> a fresh head
+    make_head: Callable[["PHPModel"], TaskHead]  # model -> a fresh head sized for its towers
     metric: str  # the headline metric's name, for tables and plots
 
 
@@ -62,20 +63,21 @@ def build_task(name: str, root: Path, config: RunConfig, image_size: int, sample
         sample_rate=sample_rate,
         on_error=config.data.on_error,
         progress=progress,
+        cache_dir=config.data.cache_dir,
     )
     if name == "AVE":
         from phplib.data.ave import AVEDataset
 
         train, test = AVEDataset(root, "train", **options), AVEDataset(root, "test", **options)
         classes = train.num_classes
-        return Task(name, train, test, lambda v, a: AVEHead(v, a, classes), AVEHead.metric_name)
+        return Task(name, train, test, lambda model: AVEHead(model.video_dim, model.audio_dim, classes), AVEHead.metric_name)
     if name == "LLP":
         from phplib.data.llp import LLPDataset
 
         train = LLPDataset(root, "train", class_names=llp_class_names(root, config), **options)
         test = LLPDataset(root, "test", class_names=train.class_names, **options)
         classes = train.num_classes
-        return Task(name, train, test, lambda v, a: AVVPHead(v, a, classes), AVVPHead.metric_name)
+        return Task(name, train, test, lambda model: AVVPHead(model.video_dim, model.audio_dim, classes), AVVPHead.metric_name)
     if name == "AVQA":
         from phplib.data.music_avqa import MusicAVQADataset
 
@@ -84,8 +86,21 @@ def build_task(name: str, root: Path, config: RunConfig, image_size: int, sample
             root, "test", answer_vocab=train.answer_vocab, question_vocab=train.question_vocab, **options
         )
         vocab, answers = len(train.question_vocab), len(train.answer_vocab)
-        return Task(name, train, test, lambda v, a: AVQAHead(v, a, vocab, answers), AVQAHead.metric_name)
-    raise ValueError(f"unknown task {name!r}; choose from AVE, LLP, AVQA")
+        return Task(
+            name, train, test, lambda model: AVQAHead(model.video_dim, model.audio_dim, vocab, answers), AVQAHead.metric_name
+        )
+    if name == "AVS":
+        from phplib.data.avsbench import AVSDataset
+
+        # AVSBench S4 clips are five seconds long, whatever data.num_segments says for the others.
+        options = {key: value for key, value in options.items() if key != "num_segments"}
+        train, test = AVSDataset(root, "train", **options), AVSDataset(root, "test", **options)
+
+        def make_avs_head(model) -> AVSHead:
+            return AVSHead(model.vision.width, model.audio_dim, mask_size=image_size)
+
+        return Task(name, train, test, make_avs_head, AVSHead.metric_name)
+    raise ValueError(f"unknown task {name!r}; choose from AVE, LLP, AVS, AVQA")
 
 
 def build_stream(config: RunConfig, image_size: int, sample_rate: int, progress: bool = True) -> list[Task]:
