@@ -55,7 +55,8 @@ def test_rng_state_round_trip():
 
 
 def test_same_seed_gives_same_matrix(toy_world_root, toy_world_config):
-    config = load_config(REPO / "configs" / "toy.yaml", overrides(toy_world_root, toy_world_config, **{"train.epochs": 1}))
+    values = overrides(toy_world_root, toy_world_config, **{"train.epochs": 1, "tasks": ["AVE", "AVQA"]})
+    config = load_config(REPO / "configs" / "toy.yaml", values)
     first = run_stream(config, None, progress=False)
     second = run_stream(config, None, progress=False)
     assert np.array_equal(first.accuracy_matrix, second.accuracy_matrix, equal_nan=True)
@@ -64,12 +65,15 @@ def test_same_seed_gives_same_matrix(toy_world_root, toy_world_config):
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_same_matrix(toy_world_root, toy_world_config, tmp_path):
-    values = overrides(toy_world_root, toy_world_config, **{"train.epochs": 4})
+    values = overrides(toy_world_root, toy_world_config, **{"train.epochs": 4, "tasks": ["AVE", "LLP"]})
     command = [sys.executable, "-m", "phplib", "run", "--config", str(REPO / "configs" / "toy.yaml"),
                "--output-dir", str(tmp_path), "--no-progress", *cli_arguments(values)]
 
     reference = subprocess.run(command + ["--name", "whole"], capture_output=True, text=True, timeout=900, cwd=REPO)
     assert reference.returncode == 0, reference.stderr[-3000:]
+    assert "Accuracy matrix R[t, i]" in reference.stdout
+    assert "A_mean" in reference.stdout
+    assert (tmp_path / "whole" / "heatmap.png").stat().st_size > 0
 
     killed_dir = tmp_path / "killed"
     process = subprocess.Popen(command + ["--name", "killed"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
