@@ -247,9 +247,8 @@ def run_single_task_references(config: RunConfig, run_dir: str | Path | None, pr
 
 def write_run_outputs(result: RunResult, config: RunConfig) -> None:
     """Write metrics.json and heatmap.png into the run directory."""
-    import matplotlib
+    import matplotlib.pyplot as plt
 
-    matplotlib.use("Agg", force=False)
     from phplib.viz.heatmaps import plot_accuracy_matrix, save_figure
 
     run_dir = Path(result.run_dir)
@@ -266,3 +265,4 @@ def write_run_outputs(result: RunResult, config: RunConfig) -> None:
         result.accuracy_matrix, result.task_names, title=f"PHP ({config.stages.order}), {' → '.join(result.task_names)}"
     )
     save_figure(ax.figure, run_dir / "heatmap.png")
+    plt.close(ax.figure)  # a notebook calling run_stream must not see this figure in its next cell
