@@ -52,7 +52,7 @@ def test_matrix_is_lower_triangular(finished_run):
 
 def test_run_directory_files(finished_run):
     result, run_dir = finished_run
-    for name in ("config.yaml", "run.log", "accuracy_matrix.csv", "metrics.json", "heatmap.png"):
+    for name in ("config.yaml", "run.log", "accuracy_matrix.csv", "metrics.json", "heatmap.png", "forgetting.png"):
         assert (run_dir / name).is_file(), name
     frame = pd.read_csv(run_dir / "accuracy_matrix.csv", index_col=0)
     assert list(frame.columns) == ["AVE", "LLP", "AVQA"]

@@ -249,7 +249,7 @@ def write_run_outputs(result: RunResult, config: RunConfig) -> None:
     """Write metrics.json and heatmap.png into the run directory."""
     import matplotlib.pyplot as plt
 
-    from phplib.viz.heatmaps import plot_accuracy_matrix, save_figure
+    from phplib.viz.heatmaps import plot_accuracy_matrix, plot_forgetting_matrix, save_figure
 
     run_dir = Path(result.run_dir)
     payload = {
@@ -266,3 +266,7 @@ def write_run_outputs(result: RunResult, config: RunConfig) -> None:
     )
     save_figure(ax.figure, run_dir / "heatmap.png")
     plt.close(ax.figure)  # a notebook calling run_stream must not see this figure in its next cell
+    if len(result.task_names) > 1:
+        ax = plot_forgetting_matrix(result.accuracy_matrix, result.task_names, method="PHP", order=config.stages.order)
+        save_figure(ax.figure, run_dir / "forgetting.png")
+        plt.close(ax.figure)
