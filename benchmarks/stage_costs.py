@@ -96,7 +96,7 @@ def measure(scale: str, repeats: int) -> None:
     print(f"  frozen towers                   {towers:,} parameters")
     per_block = tmdg // max(1, len(model.placement.blocks("M")))
     print(f"  TMA (shared by all tasks)       {tma:,} ({tma / towers:.2%} of the towers)")
-    print(f"  TMDG per task                   {tmdg:,} ({per_block:,} per middle block)")
+    print(f"  TMDG per task                   {tmdg:,} ({per_block:,} per middle block on average)")
     print(f"  TMI per task                    {tmi:,}")
     print(f"  AVE head                        {head:,}")
     print(f"  stored per task (TMDG+TMI+head) {tmdg + tmi + head:,} ({(tmdg + tmi + head) / towers:.2%} of the towers)")

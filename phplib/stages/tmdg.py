@@ -9,9 +9,9 @@ frozen tokens untouched and use the same mechanism as TMI, so the two stages dif
 where the prompts come from.
 
 Size: a block costs ``2 * bank_size * length * (Cv + Ca)`` bank parameters plus the generator MLP.
-With the defaults (bank 8, length 4, hidden 64) that is 137,865 parameters per middle block at
-paper scale (ViT-B/32 width 768, HTSAT-tiny stage-1 width 192) and 21,385 at toy scale, as
-``benchmarks/stage_costs.py`` prints. The reference implementation's generator has about 17.7 M
+With the defaults (bank 8, length 4, hidden 64) a task's generators for blocks 3 and 4 hold
+275,730 parameters at paper scale (ViT-B/32 width 768, HTSAT-tiny widths 192 and 384) and
+42,770 at toy scale, as ``benchmarks/stage_costs.py`` prints. The reference implementation's generator has about 17.7 M
 parameters per middle layer because it maps tokens to whole prompt tensors through wide layers.
 phplib mixes a learned bank instead: the prompts still depend on each instance, the per-task
 storage stays below 0.5 % of the towers, and the toy scale can afford one generator per task.
