@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from torch.utils.data import Dataset
 
 from phplib.data.common import (
+    ClassifiedClipDataset,
     AnnotationError,
     AVClipDecoder,
     annotation_error,
@@ -137,7 +137,7 @@ def parse_ave_annotations(
     return records
 
 
-class AVEDataset(Dataset):
+class AVEDataset(ClassifiedClipDataset):
     """AVE clips with per-second labels, decoded once at construction.
 
     Each item is ``{"video": uint8 [T, 3, H, W], "audio": float32 [T, S],
@@ -199,21 +199,6 @@ class AVEDataset(Dataset):
         self.rows = [row for row in rows if row.video_id in self._clips]
         logger.info("AVE %s: %d samples from %d videos, %d skipped", split, len(self.samples),
                     len(self._clips), len(self.skipped))
-
-    @property
-    def class_names(self) -> list[str]:
-        """Category names in class-index order, without the background class."""
-        return list(self._class_names)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of event categories C. Label C is the background class."""
-        return len(self._class_names)
-
-    @property
-    def num_videos(self) -> int:
-        """Number of distinct videos read for this split (skipped ones excluded)."""
-        return len(self._clips)
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -27,11 +27,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
 
 from phplib.data import avs_layout
 from phplib.data.ave import read_ave_categories
 from phplib.data.common import (
+    ClassifiedClipDataset,
     SPLITS,
     AnnotationError,
     Clip,
@@ -333,7 +333,7 @@ def find_s4_meta(root: str | Path) -> Path:
     )
 
 
-class AVSDataset(Dataset):
+class AVSDataset(ClassifiedClipDataset):
     """AVSBench S4 videos with per-frame masks of the sounding object.
 
     Each item is ``{"video": uint8 [T, 3, H, W], "audio": float32 [T, S],
@@ -391,21 +391,6 @@ class AVSDataset(Dataset):
                                  description=f"AVSBench S4 {split}", workers=decode_workers)
         self.records = [r for r in records if r.name in self._clips]
         logger.info("AVSBench S4 %s: %d videos, %d skipped", split, len(self.records), len(self.skipped))
-
-    @property
-    def class_names(self) -> list[str]:
-        """Category names in class-index order."""
-        return list(self._class_names)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of categories."""
-        return len(self._class_names)
-
-    @property
-    def num_videos(self) -> int:
-        """Number of distinct videos read for this split (skipped ones excluded)."""
-        return len(self._clips)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, Protocol, Sequence
 
 import torch
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from phplib.data.cache import (
@@ -336,3 +337,31 @@ __all__ = [
     "report_or_raise",
     "require_file",
 ]
+
+
+class ClipDataset(Dataset):
+    """Base of the dataset classes: decoded clips by video id in ``self._clips``."""
+
+    _clips: dict[str, Any]
+
+    @property
+    def num_videos(self) -> int:
+        """Number of distinct videos read for this split (skipped ones excluded)."""
+        return len(self._clips)
+
+
+class ClassifiedClipDataset(ClipDataset):
+    """Base of the datasets with a class list in ``self._class_names``."""
+
+    _class_names: list[str]
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in class-index order."""
+        return list(self._class_names)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes C (AVE's background label C is not counted)."""
+        return len(self._class_names)
+

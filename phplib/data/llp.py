@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, Collection, Sequence
 
 import torch
-from torch.utils.data import Dataset
 
 from phplib.data.common import (
+    ClassifiedClipDataset,
     AnnotationError,
     AVClipDecoder,
     annotation_error,
@@ -211,7 +211,7 @@ def segment_labels(
     return labels
 
 
-class LLPDataset(Dataset):
+class LLPDataset(ClassifiedClipDataset):
     """LLP clips with video-level labels and, for val and test, per-second labels per modality.
 
     Each item is ``{"video": uint8 [T, 3, H, W], "audio": float32 [T, S],
@@ -291,21 +291,6 @@ class LLPDataset(Dataset):
                 "seg_visual": segment_labels(events["visual"].get(record.filename, []), class_index, num_segments),
             })
         logger.info("LLP %s: %d videos, %d skipped", split, len(self.samples), len(self.skipped))
-
-    @property
-    def class_names(self) -> list[str]:
-        """Class names in index order."""
-        return list(self._class_names)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes C."""
-        return len(self._class_names)
-
-    @property
-    def num_videos(self) -> int:
-        """Number of distinct videos read for this split (skipped ones excluded)."""
-        return len(self._clips)
 
     def __len__(self) -> int:
         return len(self.samples)

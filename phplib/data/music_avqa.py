@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import torch
-from torch.utils.data import Dataset
 
 from phplib.data.common import (
+    ClipDataset,
     AnnotationError,
     AVClipDecoder,
     annotation_error,
@@ -235,7 +235,7 @@ def find_video(folders: Sequence[Path], video_id: str) -> Path:
     return folders[0] / f"{video_id}.mp4"
 
 
-class MusicAVQADataset(Dataset):
+class MusicAVQADataset(ClipDataset):
     """MUSIC-AVQA questions over decoded videos. Each video is decoded once and shared by its questions.
 
     Each item is ``{"video": uint8 [T, 3, H, W], "audio": float32 [T, S],
@@ -327,11 +327,6 @@ class MusicAVQADataset(Dataset):
     def num_answers(self) -> int:
         """Size of the answer vocabulary."""
         return len(self.answer_vocab)
-
-    @property
-    def num_videos(self) -> int:
-        """Number of distinct videos read for this split (skipped ones excluded)."""
-        return len(self._clips)
 
     def __len__(self) -> int:
         return len(self.questions)
