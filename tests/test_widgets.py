@@ -166,17 +166,34 @@ def test_load_sweep_errors(tmp_path, sweep):
 
 def test_explorer_redraws_from_cache(sweep):
     config = load_config(CONFIG, {"tasks": ["AVE", "LLP"]})
-    widget, update = build_explorer(config, sweep)
-    order, tmi, tmdg, bounds, status, output = widget.children
-    assert (order.value, tmi.value, tmdg.value, bounds.value) == ("SMD", 10, 4, (2, 5))
-    first = update()
+    explorer = build_explorer(config, sweep)
+    controls = explorer.controls
+    assert controls["order"].value == "SMD"
+    assert controls["task_order"].value == "AVE>LLP"
+    assert controls["tmi_length"].value == 10
+    assert controls["boundaries"].value == (2, 5)
+    first = explorer.update()
     assert first.source == "cached sweep"
     assert first.metrics["A_mean"] == 0.6
-    assert "TMI length 10" in status.value
-    tmi.value = 2  # the observer redraws from the cached row of TMI 2
-    assert "TMI length 2" in status.value
-    assert len(output.outputs) == 1
-    assert "image/png" in output.outputs[0]["data"]
-    bounds.value = (4, 4)
-    assert "must differ" in status.value
+    assert "TMI length 10" in explorer.status.value
+    before = explorer.output.outputs[0]["data"]["image/png"]
+    controls["tmi_length"].value = 2  # the observer redraws from the cached row of TMI 2
+    assert "cached sweep" in explorer.status.value
+    assert "TMI length 2" in explorer.status.value
+    assert len(explorer.output.outputs) == 1
+    assert explorer.output.outputs[0]["data"]["image/png"] != before
+    controls["boundaries"].value = (4, 4)
+    assert "must differ" in explorer.status.value
     plt.close("all")
+
+
+def test_ordering_sweep_lookup_without_prompt_columns(sweep):
+    """An ordering sweep has no prompt columns: the config's own prompt values match it, others do not."""
+    config = load_config(CONFIG, {"tasks": ["AVE", "LLP"]})
+    orderings = sweep.drop(columns=["swept", "stages.tmi_length", "stages.tmdg_length", "stages.groups"]).iloc[:2]
+    base = {"stages.tmi_length": 10, "stages.tmdg_length": 4, "stages.groups": groups_from_boundaries(2, 5)}
+    hit = result_for_setting(config, order="SMD", seed=1, tasks=["AVE", "LLP"], settings=base, cache=orderings)
+    assert hit.source == "cached sweep"
+    assert hit.metrics["A_mean"] == 0.5
+    assert find_cached(orderings, order="SMD", task_order="AVE>LLP", seed=1,
+                       settings={"stages.tmi_length": 3}) is None
