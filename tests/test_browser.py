@@ -1,9 +1,10 @@
 """Notebook 09 in a real browser: JupyterLab on loopback, headless Chromium driven by Playwright.
 
-The test runs every cell, moves the TMI-length slider to a value the cached sweep contains, and checks
-that the widget's heatmap image changed and that no output shows a widget's plain-text fallback
-(what a front end without the widget extension prints instead of the controls). A screenshot is saved
-in ``test-artifacts/``. It skips only where Debian's Chromium is not installed.
+The test runs every cell and moves the TMI-length slider to a value the cached sweep contains. It
+checks that the widget's heatmap image changed and that no output shows a widget's plain-text
+fallback, which a front end without the widget extension prints instead of the controls. A
+screenshot is saved in ``test-artifacts/``. The test skips only where Debian's Chromium is not
+installed.
 """
 
 from __future__ import annotations
@@ -74,8 +75,9 @@ def wait_for_server(url: str, process: subprocess.Popen, log: Path, timeout: flo
 def jupyter_lab(tmp_path):
     """Start JupyterLab on 127.0.0.1 with a random token and throw-away settings; yield its base URL and token."""
     port, token = free_port(), secrets.token_hex(16)
+
+    # Autosave off, so the executed notebook is never written back into the repository. No news fetch.
     settings = tmp_path / "lab-settings"
-    # Autosave off, so the executed notebook is never written back into the repository; no news fetch.
     for plugin, values in {
         "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
         "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
@@ -83,6 +85,7 @@ def jupyter_lab(tmp_path):
         path = settings / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values))
+
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
@@ -101,6 +104,7 @@ def jupyter_lab(tmp_path):
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # CI containers run as root, and JupyterLab refuses root without it
+
     with log.open("w") as handle:
         process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
     base = f"http://127.0.0.1:{port}"
@@ -145,7 +149,7 @@ def test_notebook_09_slider_redraws_heatmap(jupyter_lab, tmp_path):
             page = context.new_page()
             page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}", timeout=60_000)
             page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
-            # JupyterLab may ask which kernel to start (it does with fresh settings); take the preselected one.
+            # With fresh settings JupyterLab asks which kernel to start, so take the preselected one.
             kernel_dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
             try:
                 kernel_dialog.wait_for(timeout=10_000)

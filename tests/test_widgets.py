@@ -104,6 +104,11 @@ def test_describe_setting():
     assert text == "DMS, AVE>LLP, seed 2, TMI length 5, groups 0-3 | 4-7 | 8-11"
 
 
+def test_describe_setting_single_block_group():
+    text = describe_setting({"order": "SMD", "task_order": "AVE", "seed": 0, "stages.groups": groups_from_boundaries(1, 6)})
+    assert text == "SMD, AVE, seed 0, groups 0 | 1-5 | 6-11"
+
+
 def test_draw_setting_heatmap_and_metrics():
     result = SettingResult(np.array([[0.8, np.nan], [0.6, 0.9]]), ["AVE", "LLP"],
                            {"A_mean": 0.775, "A_final": 0.75, "F_mean": 0.2, "BWT": -0.2}, "fresh run", 9.25,

@@ -57,7 +57,7 @@ class SettingResult:
 
 
 def load_sweep(path: str | Path) -> pd.DataFrame:
-    """Read a sweep CSV written by ``python -m phplib ablate``; raise naming the file when it cannot serve."""
+    """Read a sweep CSV written by ``python -m phplib ablate``; raise an error naming the file when it is missing or lacks a column."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -148,10 +148,18 @@ def describe_setting(setting: dict[str, Any]) -> str:
         if key in setting:
             value = setting[key]
             if key == "stages.groups":
-                groups = json.loads(value) if isinstance(value, str) else value
-                value = " | ".join(f"{group[0]}-{group[-1]}" for group in groups)
+                value = " | ".join(block_range(group) for group in _groups(value))
             parts.append(f"{name} {value}")
     return ", ".join(part for part in parts if part)
+
+
+def block_range(group: list[int]) -> str:
+    """Write a depth group as ``"2-4"``, or ``"0"`` for a group of one block."""
+    return str(group[0]) if len(group) == 1 else f"{group[0]}-{group[-1]}"
+
+
+def _groups(value: Any) -> list[list[int]]:
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def draw_setting(result: SettingResult, figure: Figure | None = None) -> Figure:
@@ -211,8 +219,7 @@ def _short_label(row: pd.Series, by: list[str]) -> str:
         return "base"
     value = row[swept]
     if swept == "stages.groups":
-        groups = json.loads(value) if isinstance(value, str) else value
-        return "groups " + "|".join(f"{group[0]}-{group[-1]}" for group in groups)
+        return "groups " + "|".join(block_range(group) for group in _groups(value))
     return f"{swept.removeprefix('stages.')} {value}"
 
 
@@ -310,7 +317,7 @@ def build_explorer(
         figure = draw_setting(result, figure_state.get("figure"))
         figure_state["figure"] = figure
         # The PNG goes into the Output widget's list directly rather than through `with output:`,
-        # which captures only inside a running kernel. This way tests can read what a user sees.
+        # which captures only inside a running kernel. Tests can then read the image a user gets.
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=80)
         plt.close(figure)
