@@ -149,9 +149,9 @@ def test_tradeoff_table_needs_matrices(sweep):
 
 def test_plot_tradeoff_points(sweep):
     ax = plot_tradeoff(sweep)
-    points = ax.lines[0].get_xydata()
+    points = [container.lines[0].get_xydata()[0] for container in ax.containers]
     assert np.allclose(points, [[0.05, 0.55], [0.15, 0.425], [0.0, 0.7]])
-    assert [t.get_text() for t in ax.texts] == ["base", "tmi_length 2", "groups 0-3|4-7|8-11"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["base", "tmi_length 2", "groups 0-3|4-7|8-11"]
     assert "F_mean" in ax.get_xlabel()
     assert "R[i, i]" in ax.get_ylabel()
     assert ax.get_title()

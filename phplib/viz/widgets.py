@@ -235,14 +235,16 @@ def plot_tradeoff(frame: pd.DataFrame, by: list[str] | None = None, ax: Axes | N
     table = tradeoff_table(frame, by)
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4.5))
-    ax.errorbar(
-        table["F_mean mean"], table["learning_accuracy mean"],
-        xerr=table["F_mean std"].fillna(0.0), yerr=table["learning_accuracy std"].fillna(0.0),
-        fmt="o", capsize=3,
-    )
-    for _, row in table.iterrows():
-        ax.annotate(row["label"], (row["F_mean mean"], row["learning_accuracy mean"]),
-                    textcoords="offset points", xytext=(5, 4), fontsize=8)
+    # One marker per setting, named in the legend, because settings often land on the same spot.
+    markers = "osD^v<>ph*"
+    for index, row in table.iterrows():
+        ax.errorbar(
+            row["F_mean mean"], row["learning_accuracy mean"],
+            xerr=0.0 if np.isnan(row["F_mean std"]) else row["F_mean std"],
+            yerr=0.0 if np.isnan(row["learning_accuracy std"]) else row["learning_accuracy std"],
+            fmt=markers[index % len(markers)], capsize=3, alpha=0.8, label=row["label"],
+        )
+    ax.legend(fontsize=8, loc="best")
     ax.set_xlabel("forgetting F_mean (score drop, mean over streams)")
     ax.set_ylabel("learning accuracy, mean R[i, i] (score in [0, 1])")
     ax.set_title(title or "Forgetting against learning of new tasks")
