@@ -6,8 +6,8 @@ beside them. These tests regenerate both and compare bytes, check every student 
 solution text and hidden tests, and grade A2 with ``otter run`` as an instructor would.
 
 Only A2 is executed and graded here, because it trains nothing and runs in a few seconds. A1 and
-A3 train models on the toy world, which takes minutes, so they are only regenerated and checked
-for leaks; their instructor notebooks are run by hand as the assignments README describes.
+A3 train models on the toy world, which takes minutes. They are regenerated and checked for leaks,
+and their instructor notebooks are run by hand as the assignments README describes.
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ def split_instructor_notebook(path: Path) -> tuple[list[str], set[str], set[str]
                     solution_lines.add(stripped)
                     filled.append(line.rsplit("# SOLUTION", 1)[0].rstrip())
                 else:
-                    (solution_lines if inside else public_lines).add(stripped)
+                    if stripped:
+                        (solution_lines if inside else public_lines).add(stripped)
                     filled.append(line)
             answers.append("\n".join(filled))
         elif in_tests and "hidden: true" in source:
@@ -165,7 +166,7 @@ def test_student_version_leaks_nothing(instructor: Path):
     _, solution_lines, hidden_lines = split_instructor_notebook(instructor)
     assert solution_lines, f"{instructor.name} has no solution lines, so this test would check nothing"
     notebook = nbformat.read(student, as_version=4)
-    student_lines = {line.strip() for cell in notebook.cells for line in cell.source.splitlines()}
+    student_lines = {line.strip() for cell in notebook.cells for line in cell.source.splitlines() if line.strip()}
     assert not solution_lines & student_lines, f"solution text in {student.name}: {sorted(solution_lines & student_lines)[:3]}"
     assert not hidden_lines & student_lines, f"hidden test code in {student.name}: {sorted(hidden_lines & student_lines)[:3]}"
     text = student.read_text()

@@ -2,7 +2,7 @@
 
 Every notebook in ``notebooks/assignments/instructor/`` is an Otter Assign source notebook. For
 each one, ``otter assign`` (otter-grader 7.0) writes a student notebook, where solutions become
-``...`` stubs and hidden tests are removed, and an autograder zip that holds every test.
+``...`` stubs and hidden tests are removed, and an autograder zip that contains every test.
 This script runs it and copies the two results to::
 
     notebooks/assignments/student/NAME.ipynb
@@ -85,7 +85,7 @@ def generate(notebook: Path, output_dir: Path) -> tuple[Path, Path]:
     autograder_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="phplib-otter-") as scratch:
         result = Path(scratch) / "dist"
-        # The instructor notebooks are checked by tests/test_assignments.py, so Otter does not run them here.
+        # Otter does not run the instructor notebooks here, because A1 and A3 train for minutes.
         otter_assign(str(notebook), str(result), no_pdfs=True, no_run_tests=True)
         zips = sorted((result / "autograder").glob("*-autograder_*.zip"))
         if len(zips) != 1:
