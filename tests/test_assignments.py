@@ -189,11 +189,12 @@ def test_student_seeds_in_first_code_cell(instructor: Path):
     assert not outputs, f"{instructor.name}: the student notebook stores outputs, which depend on the machine"
 
 
-def test_a2_instructor_notebook_passes_all_tests():
+def test_a2_instructor_notebook_passes_all_tests(tmp_path: Path):
     # Executing the instructor notebook runs every test cell, hidden ones included, as plain asserts.
+    # It runs in tmp_path because otter writes a log file into the working directory.
     notebook = nbformat.read(INSTRUCTOR_DIR / f"{A2}.ipynb", as_version=4)
     os.environ.setdefault("MPLBACKEND", "Agg")
-    client = NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(INSTRUCTOR_DIR)}})
+    client = NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
     errors = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs if output.output_type == "error"]
     assert not errors, f"the A2 instructor notebook raised: {errors[0]['ename']}: {errors[0]['evalue']}"
