@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.phplib-installed
 CONFIG ?= configs/toy.yaml
 
-.PHONY: setup demo test test-unit test-notebooks lab bench clean
+.PHONY: setup demo test test-unit test-notebooks lab bench sweeps clean assignments
 
 setup: $(STAMP)
 
@@ -34,6 +34,17 @@ lab: setup
 
 bench: setup
 	$(PY) benchmarks/toy_stream.py
+
+# Student notebooks and autograder zips from notebooks/assignments/instructor (otter-grader).
+assignments: setup
+	$(PY) tools/make_assignments.py
+
+# Regenerate the cached ablation sweeps that notebooks 08 and 09 read (about 15 minutes on 2 cores).
+sweeps: setup
+	$(PY) -m phplib ablate orderings --config configs/ablation_toy.yaml --seeds 0 1 2 \
+		--task-orders AVE,LLP,AVQA AVQA,LLP,AVE --out notebooks/results/ordering_sweep.csv
+	$(PY) -m phplib ablate prompts --config configs/ablation_toy.yaml --seeds 0 1 2 \
+		--out notebooks/results/prompt_sweep.csv
 
 clean:
 	rm -rf runs .pytest_cache

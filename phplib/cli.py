@@ -1,4 +1,4 @@
-"""phplib's command line: run a task stream, resume it, write the toy world."""
+"""phplib's command line: run a task stream, resume it, write the toy world, run ablation sweeps."""
 
 from __future__ import annotations
 
@@ -220,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--workers", type=int, default=1, help="decoding processes (default: 1)")
     prepare.add_argument("--no-progress", action="store_true", help="hide progress bars")
     prepare.set_defaults(func=command_prepare)
+
+    from phplib.ablation_cli import add_ablate_parser
+
+    add_ablate_parser(commands)
     return parser
 
 
