@@ -2,7 +2,7 @@
 
 ``python -m phplib run --config configs/toy.yaml --methods all --seeds 0 1 2`` ends here. Every
 method learns the same tasks from the same prepared data with the same seed, towers, heads and
-metrics; only the learner and the stages it trains differ (``phplib.continual.baselines``).
+metrics. Only the learner and the stages it trains differ (``phplib.continual.baselines``).
 
 The table has one row per method and seed:
 
@@ -119,21 +119,26 @@ def summarize_comparison(table: pd.DataFrame) -> pd.DataFrame:
 
 def format_comparison(summary: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """Render ``summarize_comparison`` as 'mean ± std' strings; counts as integers."""
-    shown = summary[["method", "seeds"]].copy()
+    table = summary[["method", "seeds"]].copy()
     for metric in [*TABLE_COLUMNS, "task_id_accuracy"]:
         if f"{metric} mean" not in summary:
             continue
         mean, std = summary[f"{metric} mean"], summary[f"{metric} std"]
         if metric in ("trainable", "stored_per_task"):
-            shown[metric] = [f"{m:,.0f}" for m in mean]
+            table[metric] = [f"{m:,.0f}" for m in mean]
         elif metric == "seconds_per_task":
-            shown[metric] = [f"{m:.1f}" for m in mean]
+            table[metric] = [f"{m:.1f}" for m in mean]
         else:
-            shown[metric] = [
-                "-" if np.isnan(m) else (f"{m:.{digits}f}" if np.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}")
-                for m, s in zip(mean, std)
-            ]
-    return shown.set_index("method")
+            table[metric] = [_mean_std(m, s, digits) for m, s in zip(mean, std)]
+    return table.set_index("method")
+
+
+def _mean_std(mean: float, std: float, digits: int) -> str:
+    if np.isnan(mean):
+        return "-"
+    if np.isnan(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def plot_comparison(matrices: dict[str, np.ndarray], task_names: list[str], title: str, columns: int = 3):

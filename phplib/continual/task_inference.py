@@ -142,20 +142,20 @@ class TaskInferencePHPLearner(PHPLearner):
         loader = DataLoader(data, batch_size=self.config.eval_batch_size, shuffle=False, collate_fn=collate)
         head = self.model.heads[task_name]
         own = self.prototypes.names.index(task_name)
-        given, predicted, routed = [], [], []
+        given_identity, predicted_identity, routed = [], [], []
         for batch in tqdm(loader, desc=f"evaluate {task_name}", disable=not self.progress, leave=False):
             batch = to_device(batch, self.device)
             collected = head.collect(self.model(batch["frames"], batch["spectrogram"], task_name, batch), batch)
             wrong = self.prototypes.predict(frozen_query(self.model, batch["frames"], batch["spectrogram"])) != own
-            given.append(collected)
-            predicted.append(score_misrouted_as_wrong(head, collected, wrong, batch))
+            given_identity.append(collected)
+            predicted_identity.append(score_misrouted_as_wrong(head, collected, wrong, batch))
             routed.append(~wrong.cpu())
         row, column = len(self.seen_tasks) - 1, own
-        predicted_score, _ = head.score(merge_collected(predicted))
+        predicted_score, _ = head.score(merge_collected(predicted_identity))
         self.predicted_matrix[row, column] = predicted_score
         self.task_id_accuracy[row, column] = float(torch.cat(routed).float().mean())
         logger.info(
             "after %s: %s with predicted task identity %.4f (task identified for %.1f %% of clips)",
             self.seen_tasks[-1], task_name, predicted_score, 100 * self.task_id_accuracy[row, column],
         )
-        return head.score(merge_collected(given))
+        return head.score(merge_collected(given_identity))

@@ -36,7 +36,7 @@ DEFAULT_ORTHO_WEIGHT = 0.1 * 1e-6
 
 
 def orthogonal(*shape: int) -> nn.Parameter:
-    """A parameter whose rows (first dimension) are orthonormal, or as near as the shape allows."""
+    """Create a parameter whose rows (first dimension) are orthonormal, or as near as the shape allows."""
     weight = torch.empty(shape[0], int(torch.tensor(shape[1:]).prod()))
     nn.init.orthogonal_(weight)
     return nn.Parameter(weight.view(*shape))

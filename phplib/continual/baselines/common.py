@@ -35,14 +35,8 @@ PrefixTable = dict[int, tuple[Prefix | None, Prefix | None]]
 
 
 def unique_parameters(modules: list[nn.Module]) -> list[nn.Parameter]:
-    """The parameters of ``modules``, each once, in order."""
-    seen, parameters = set(), []
-    for module in modules:
-        for parameter in module.parameters():
-            if id(parameter) not in seen:
-                seen.add(id(parameter))
-                parameters.append(parameter)
-    return parameters
+    """Return the parameters of ``modules``, each once, in order."""
+    return unique_parameters_of([parameter for module in modules for parameter in module.parameters()])
 
 
 class IndexedData(Dataset):
@@ -156,6 +150,7 @@ class BaselineLearner(Learner):
         self.device = torch.device(config.device)
         self.model.to(self.device)
         self.task_seconds: dict[str, float] = {}
+        self.epoch_losses: dict[str, list[float]] = {}  # task -> mean training loss of each epoch
         self.seen_tasks: list[str] = []
 
     # ----- hooks ----------------------------------------------------------------------------------
@@ -205,7 +200,9 @@ class BaselineLearner(Learner):
         )
         self.model.train()
         loss_value, steps = float("nan"), 0
+        self.epoch_losses[task.name] = []
         for epoch in range(config.epochs):
+            epoch_total, epoch_steps = 0.0, 0
             bar = tqdm(loader, desc=f"{self.name} {task.name} epoch {epoch + 1}/{config.epochs}", disable=not self.progress, leave=False)
             for batch in bar:
                 batch = to_device(batch, self.device)
@@ -223,7 +220,9 @@ class BaselineLearner(Learner):
                 optimizer.step()
                 scheduler.step()
                 loss_value, steps = loss.item(), steps + 1
+                epoch_total, epoch_steps = epoch_total + loss_value, epoch_steps + 1
                 bar.set_postfix(loss=f"{loss_value:.3f}")
+            self.epoch_losses[task.name].append(epoch_total / max(epoch_steps, 1))
         self.model.eval()
         self.after_training(task, data)
         seconds = time.perf_counter() - start

@@ -4,8 +4,8 @@ G-prompts sit at the shallow blocks and train on every task. E-prompts sit at th
 them; task t owns E-prompt t and a key. While task t trains, its own E-prompt is used (the task
 identity is known during training) and a matching term ``1 - cos(query, key_t)`` pulls its key
 towards the task's queries. At test time each clip picks the E-prompt whose key is closest to its
-own frozen query, per clip (top-1), among the tasks learned so far; keys of tasks not yet learned
-are untrained and take no part. Both prompts join attention as prefix keys/values.
+own frozen query (top-1, per clip), among the tasks learned so far. Keys of tasks not yet learned
+are untrained, so they take no part. Both prompts join attention as prefix keys/values.
 
 Heads stay task-specific, because the tasks have different output spaces. Per task the method
 stores the head, the E-prompt and its key.

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from phplib.continual.baselines.common import training_loader
+from phplib.continual.baselines.common import training_loader, unique_parameters
 from phplib.continual.baselines.finetune import FineTuneLearner
 from phplib.continual.learner import to_device
 from phplib.model import count_parameters
@@ -49,13 +49,7 @@ class EWCLearner(FineTuneLearner):
 
     def shared_parameters(self, task_name: str) -> list[nn.Parameter]:
         """The parameters every task shares, the ones the penalty protects."""
-        seen, parameters = set(), []
-        for module in self.model.shared_modules(task_name):
-            for parameter in module.parameters():
-                if id(parameter) not in seen:
-                    seen.add(id(parameter))
-                    parameters.append(parameter)
-        return parameters
+        return unique_parameters(self.model.shared_modules(task_name))
 
     def penalty(self, task_name: str) -> torch.Tensor:
         """lambda / 2 * sum over finished tasks of F * (theta - anchor)^2; zero at every anchor, positive away from it."""

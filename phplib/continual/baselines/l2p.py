@@ -1,8 +1,8 @@
 """L2P, Learning to Prompt (Wang et al., CVPR 2022).
 
 A pool of prompts, each with a learnable key. A clip's query is the frozen towers' feature of
-that clip (``frozen_query``); the N prompts whose keys are closest to the query in cosine
-similarity join attention, and a matching term ``sum over the chosen keys of (1 - cos)`` pulls
+that clip (``frozen_query``). The N prompts whose keys are closest to the query in cosine
+similarity join attention. A matching term, ``sum over the chosen keys of (1 - cos)``, pulls
 those keys towards the queries that chose them. Selection is per clip, at training and at test
 time. A batch-wise vote (the most frequent prompts over the batch, one of the options of the
 official code) would leak the task identity when a test batch holds clips of one task only.
@@ -51,7 +51,7 @@ class L2PPool(nn.Module):
         return similarity.topk(self.top_k, dim=1).indices, similarity
 
     def prefixes(self, indices: torch.Tensor, segments: int) -> PrefixTable:
-        """The prefix table of the chosen prompts ``indices [B, N]``: their key halves in a row, then their value halves."""
+        """Build the prefix table of the chosen prompts ``indices [B, N]``: their key halves in a row, then their value halves."""
         table = {}
         for block in self.blocks:
             table[block] = tuple(

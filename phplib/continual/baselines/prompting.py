@@ -1,9 +1,9 @@
 """Pieces the three prompt-pool baselines share: prompt tensors per block, prefix halves, the learner skeleton.
 
-A prompt of length L at one block is stored as ``[L, C]`` in the block's width. As in GT-RIPL's
-CODA-Prompt code (``models/zoo.py``, which re-implements L2P and DualPrompt with prefix tuning
-too), its first L/2 vectors become prefix keys and its last L/2 prefix values of that block's
-attention, in the ViT and in every HTS-AT window of the clip.
+A prompt of length L at one block is stored as ``[L, C]`` in the block's width. Its first L/2
+vectors become prefix keys and its last L/2 prefix values of that block's attention, in the ViT
+and in every HTS-AT window of the clip. GT-RIPL's CODA-Prompt code (``models/zoo.py``) splits
+prompts the same way, for its L2P and DualPrompt re-implementations too.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ PROMPT_INIT_STD = 0.02  # the init of PHP's TMI prompts, so every method starts 
 
 
 def block_prompts(blocks: list[int], widths: dict[int, int], shape: tuple[int, ...], init_std: float = PROMPT_INIT_STD) -> nn.ParameterDict:
-    """One parameter ``[*shape, C_block]`` per block, drawn from N(0, init_std^2)."""
+    """Create one parameter ``[*shape, C_block]`` per block, drawn from N(0, init_std^2)."""
     return nn.ParameterDict({str(b): nn.Parameter(torch.randn(*shape, widths[b]) * init_std) for b in blocks})
 
 
