@@ -22,20 +22,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-# The toy world and training settings of the cached comparison; notebook 10 re-runs one method with them.
+# The toy world and training settings of the cached comparison that notebook 10 reads.
 TOY_WORLD = {"num_segments": 4, "ave_clips": [32, 0, 16], "llp_clips": [32, 0, 16], "avqa_clips": [32, 0, 16]}
 SETTINGS = {"data.num_segments": 4, "train.epochs": 2, "train.probe": False, "train.num_threads": 1}
 
 
 def comparison_config(root: Path, config_path: Path = REPO / "configs" / "toy.yaml"):
-    """The run config of the cached comparison, with its toy world under ``root``."""
+    """Return the run config of the cached comparison, with its toy world under ``root``."""
     from phplib.config import load_config
 
     return load_config(config_path, {"data.root": str(root), "data.toy": dict(TOY_WORLD), **SETTINGS})
 
 
 def matrices_frame(runs, seeds_per_run):
-    """Every cell of every run's R (and PHP's predicted-identity R) in long form."""
+    """Collect every cell of every run's R (and PHP's predicted-identity R) in long form."""
     import numpy as np
     import pandas as pd
 
@@ -54,7 +54,7 @@ def matrices_frame(runs, seeds_per_run):
 
 
 def markdown_table(frame) -> str:
-    """A pandas frame as a Markdown table, index first (for benchmarks/README.md)."""
+    """Render a pandas frame as a Markdown table, index first (for benchmarks/README.md)."""
     header = [frame.index.name or "", *frame.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for index, row in frame.iterrows():

@@ -78,8 +78,8 @@ def prompted_encode(model: PHPModel, frames: torch.Tensor, spectrogram: torch.Te
     """Run both frozen towers block by block with prefix keys/values at the blocks of ``prefixes``.
 
     The prefixes go through the towers' own prefix attention (``vit_block_attention`` and the
-    HTS-AT window attention of ``swin_block_attention``), the mechanism PHP's TMDG and TMI use; no
-    PHP stage acts. ``frames [B, T, 3, H, W]``, ``spectrogram [B, T, 1, F, F]``; each prefix has
+    HTS-AT window attention of ``swin_block_attention``), the mechanism PHP's TMDG and TMI use.
+    No PHP stage acts. ``frames [B, T, 3, H, W]``, ``spectrogram [B, T, 1, F, F]``; each prefix has
     ``B * T`` rows (one per segment). Returns ``video [B, T, Dv]``, ``audio [B, T, Da]`` and, with
     ``with_tokens``, the final ViT patch tokens ``[B, T, N, C]``.
     """
@@ -118,7 +118,7 @@ def apply_head(model: PHPModel, task: str, batch: dict, encode: Callable) -> obj
 def frozen_query(model: PHPModel, frames: torch.Tensor, spectrogram: torch.Tensor) -> torch.Tensor:
     """The input's query: frozen video and audio features, each L2-normalised, averaged over segments, concatenated.
 
-    ``[B, Dv + Da]``. L2P's query is the frozen ViT's class token of the image; a clip has two towers
+    ``[B, Dv + Da]``. L2P's query is the frozen ViT's class token of the image. A clip has two towers
     and T segments, so both pooled features are averaged over the segments and joined. Each
     modality is normalised first so that neither dominates by its scale.
     """

@@ -44,7 +44,7 @@ class PromptPoolLearner(BaselineLearner):
 
     def __init__(self, model, config, progress: bool = True):
         super().__init__(model, config, progress)
-        if model.tma is not None or len(model.tmdg) or len(model.tmi):
+        if any(model.placement.blocks(stage) for stage in "SMD"):
             raise ValueError(f"{self.name} runs on the frozen towers alone; build the model with stages.order='---'")
         self.query_dim = model.video_dim + model.audio_dim
         self.matching_loss: torch.Tensor | None = None
