@@ -151,6 +151,7 @@ class BaselineLearner(Learner):
         self.model.to(self.device)
         self.task_seconds: dict[str, float] = {}
         self.epoch_losses: dict[str, list[float]] = {}  # task -> mean training loss of each epoch
+        self.epoch_regularizers: dict[str, list[float]] = {}  # task -> mean regulariser term of each epoch
         self.seen_tasks: list[str] = []
 
     # ----- hooks ----------------------------------------------------------------------------------
@@ -201,8 +202,9 @@ class BaselineLearner(Learner):
         self.model.train()
         loss_value, steps = float("nan"), 0
         self.epoch_losses[task.name] = []
+        self.epoch_regularizers[task.name] = []
         for epoch in range(config.epochs):
-            epoch_total, epoch_steps = 0.0, 0
+            epoch_total, epoch_extra, epoch_steps = 0.0, 0.0, 0
             bar = tqdm(loader, desc=f"{self.name} {task.name} epoch {epoch + 1}/{config.epochs}", disable=not self.progress, leave=False)
             for batch in bar:
                 batch = to_device(batch, self.device)
@@ -211,6 +213,7 @@ class BaselineLearner(Learner):
                 extra = self.regularizer(task, batch, outputs)
                 if extra is not None:
                     loss = loss + extra
+                    epoch_extra += extra.item()
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"{self.name}, task {task.name}: loss became {loss.item()} at step {steps}; lower train.lr")
                 optimizer.zero_grad(set_to_none=True)
@@ -223,7 +226,14 @@ class BaselineLearner(Learner):
                 epoch_total, epoch_steps = epoch_total + loss_value, epoch_steps + 1
                 bar.set_postfix(loss=f"{loss_value:.3f}")
             self.epoch_losses[task.name].append(epoch_total / max(epoch_steps, 1))
+            self.epoch_regularizers[task.name].append(epoch_extra / max(epoch_steps, 1))
         self.model.eval()
+        logger.info(
+            "%s, task %s: mean loss per epoch %s, of which regulariser %s",
+            self.name, task.name,
+            ", ".join(f"{value:.4g}" for value in self.epoch_losses[task.name]),
+            ", ".join(f"{value:.3g}" for value in self.epoch_regularizers[task.name]),
+        )
         self.after_training(task, data)
         seconds = time.perf_counter() - start
         self.task_seconds[task.name] = seconds
