@@ -7,8 +7,8 @@ earlier anchor, weighted by its Fisher value:
 
     penalty = lambda / 2 * sum_k sum_j F_k[j] * (theta[j] - theta*_k[j])^2
 
-with one term per finished task k, as the paper's equation 3 extends to several tasks (one
-penalty per task, section 2.1). The shared parameters are fine-tuning's: PHP's TMA, TMDG and TMI,
+with one term per finished task k, as the paper keeps one penalty per earlier task when a third
+task follows. The shared parameters are fine-tuning's: PHP's TMA, TMDG and TMI,
 one set for all tasks. Heads stay task-specific (the tasks have different output spaces) and are
 frozen when their task ends, so they need no penalty.
 
