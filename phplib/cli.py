@@ -1,4 +1,5 @@
-"""phplib's command line: run a task stream, resume it, write the toy world, run ablation sweeps."""
+"""phplib's command line: run a task stream, resume it, write the toy world, pretrain the toy towers,
+run ablation sweeps."""
 
 from __future__ import annotations
 
@@ -188,6 +189,26 @@ def command_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_pretrain(args: argparse.Namespace) -> int:
+    import torch
+
+    from phplib.backbones.pretrained import TOY_WEIGHTS_DIR
+    from phplib.pretrain.train import PretrainSettings, pretrain_toy
+
+    if args.scale != "toy":
+        print(f"pretrain supports only --scale toy, not {args.scale!r}", file=sys.stderr)
+        return 2
+    # One thread makes the run repeat bit for bit on one machine; more threads may reorder sums.
+    torch.set_num_threads(args.threads)
+    defaults = PretrainSettings()
+    settings = PretrainSettings(steps=args.steps or defaults.steps, seed=defaults.seed if args.seed is None else args.seed)
+    out = Path(args.out) if args.out else TOY_WEIGHTS_DIR
+    summary = pretrain_toy(out, settings, progress=not args.no_progress)
+    for key, value in summary.items():
+        print(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m phplib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -231,6 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
     from phplib.ablation_cli import add_ablate_parser
 
     add_ablate_parser(commands)
+
+    pretrain = commands.add_parser(
+        "pretrain", help="pretrain the tiny CLIP and CLAP towers contrastively on a captioned toy world"
+    )
+    pretrain.add_argument("--scale", choices=("toy",), required=True, help="model scale; only toy is supported")
+    pretrain.add_argument("--out", help="folder for the checkpoints and SHA256SUMS (default: the shipped folder "
+                          "phplib/backbones/pretrained/toy, which this overwrites)")
+    pretrain.add_argument("--steps", type=int, help="optimisation steps per tower (default: the shipped weights' count)")
+    pretrain.add_argument("--seed", type=int, help="seed of the pretraining world and the initialisation (default: 1)")
+    pretrain.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1, which repeats bit for bit)")
+    pretrain.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    pretrain.set_defaults(func=command_pretrain)
     return parser
 
 

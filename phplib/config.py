@@ -27,6 +27,9 @@ class BackboneConfig:
     # Set HTS-AT's bn0 statistics from the first task's training audio when no audio weights are
     # given, because a random bn0 does not normalise log-mel input.
     calibrate_mel_norm: bool = True
+    # "toy" loads the shipped toy-scale weights into tiny-vit and tiny-htsat when vision_weights /
+    # audio_weights are not given (see phplib/backbones/pretrained.py); "none" keeps random towers.
+    pretrained: str = "toy"
 
 
 @dataclass
@@ -131,6 +134,9 @@ class RunConfig:
             raise ValueError(f"train.device must be 'cpu' or 'cuda[:N]', not {train.device!r}")
         if self.data.num_segments < 1:
             raise ValueError(f"data.num_segments must be at least 1, got {self.data.num_segments}")
+        from phplib.backbones.pretrained import check_pretrained_choice
+
+        check_pretrained_choice(self.backbone)
         stages = self.stages
         for name in ("tma_tokens", "tma_reduction", "tmdg_bank_size", "tmdg_length", "tmdg_hidden", "tmi_length"):
             if getattr(stages, name) < 1:

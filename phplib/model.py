@@ -40,6 +40,7 @@ from phplib.backbones.clip_vision import (
     vit_pool,
 )
 from phplib.backbones.pairing import pair_blocks
+from phplib.backbones.pretrained import resolve_backbone_weights
 from phplib.backbones.weights import freeze
 from phplib.config import BackboneConfig, StageConfig
 from phplib.heads.base import TaskHead
@@ -75,8 +76,10 @@ class PHPModel(nn.Module):
     def __init__(self, backbone: BackboneConfig, stages: StageConfig):
         super().__init__()
         self.stage_config = stages
-        self.visual = build_clip_vision(backbone.vision_model, backbone.vision_weights)
-        self.audio = build_clap_audio(backbone.audio_model, backbone.audio_weights)
+        # The files each tower loads: the config's own, else the shipped toy weights (pretrained: toy).
+        self.vision_weights, self.audio_weights = resolve_backbone_weights(backbone)
+        self.visual = build_clip_vision(backbone.vision_model, self.vision_weights)
+        self.audio = build_clap_audio(backbone.audio_model, self.audio_weights)
         self.frozen_names = [f"visual.{n}" for n in freeze(self.visual)] + [f"audio.{n}" for n in freeze(self.audio)]
         self.vision = vision_info(self.visual)
         self.audio_tower = audio_info(self.audio)

@@ -101,7 +101,8 @@ def _prepare_stream(config: RunConfig, progress: bool, timings: dict[str, float]
     tasks = build_stream(config, model.vision.image_size, model.audio_tower.sample_rate, progress=progress)
     timings["read_data"] = time.perf_counter() - started
 
-    if config.backbone.audio_weights is None and config.backbone.calibrate_mel_norm:
+    # Audio weights (given or shipped) carry their own bn0 statistics; only a random tower is calibrated.
+    if model.audio_weights is None and config.backbone.calibrate_mel_norm:
         first = tasks[0].train
         waveforms = torch.cat([torch.as_tensor(first[i]["audio"]) for i in range(len(first))])
         calibrate_mel_normalization(model.audio, waveforms)

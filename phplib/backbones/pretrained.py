@@ -1,0 +1,90 @@
+"""The shipped toy-scale weights, and which weights file each tower of a config loads.
+
+``backbone.pretrained: toy`` (the default) gives the tiny towers (``tiny-vit``, ``tiny-htsat``) the
+weights that ``python -m phplib pretrain --scale toy`` wrote into ``pretrained/toy/`` next to this
+file. They load through the same functions as paper-scale weights: an open_clip CLIP state dict for
+the ViT and a LAION-CLAP-layout checkpoint for HTS-AT, whose ``bn0`` carries the log-mel
+normalisation. ``pretrained: none`` keeps random towers unless ``vision_weights``/``audio_weights``
+name files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TOY_WEIGHTS_DIR = Path(__file__).resolve().parent / "pretrained" / "toy"
+TOY_VISION_WEIGHTS = TOY_WEIGHTS_DIR / "tiny-vit-toy-clip.pt"
+TOY_AUDIO_WEIGHTS = TOY_WEIGHTS_DIR / "tiny-htsat-toy-clap.pt"
+TOY_VISION_MODEL = "tiny-vit"
+TOY_AUDIO_MODEL = "tiny-htsat"
+PRETRAINED_CHOICES = ("toy", "none")
+REGENERATE_COMMAND = "python -m phplib pretrain --scale toy"
+
+
+def check_pretrained_choice(backbone) -> None:
+    """Raise ``ValueError`` when ``backbone.pretrained`` is unknown or cannot serve a tower of the config.
+
+    With ``toy``, a tower without its own weights file must be the tiny config the shipped
+    weights were trained for.
+    """
+    if backbone.pretrained not in PRETRAINED_CHOICES:
+        raise ValueError(
+            f"backbone.pretrained must be one of {', '.join(PRETRAINED_CHOICES)}, not {backbone.pretrained!r}"
+        )
+    if backbone.pretrained != "toy":
+        return
+    towers = (
+        ("vision", backbone.vision_model, backbone.vision_weights, TOY_VISION_MODEL),
+        ("audio", backbone.audio_model, backbone.audio_weights, TOY_AUDIO_MODEL),
+    )
+    for tower, model, weights, toy_model in towers:
+        if weights is None and str(model) != toy_model:
+            raise ValueError(
+                f"backbone.pretrained: toy ships weights only for {toy_model}, but backbone.{tower}_model is "
+                f"{model!r}. Give backbone.{tower}_weights (a local weights file for {model}), or set "
+                "backbone.pretrained: none to keep a randomly initialised tower."
+            )
+
+
+def resolve_backbone_weights(backbone) -> tuple[str | None, str | None]:
+    """Return the ``(vision, audio)`` weights files a ``BackboneConfig`` loads; None keeps random weights.
+
+    A weights file named in the config always wins; otherwise ``pretrained: toy`` supplies the
+    shipped file of a tiny tower.
+    """
+    check_pretrained_choice(backbone)
+    vision, audio = backbone.vision_weights, backbone.audio_weights
+    if backbone.pretrained == "toy":
+        vision = vision if vision is not None else str(_shipped(TOY_VISION_WEIGHTS))
+        audio = audio if audio is not None else str(_shipped(TOY_AUDIO_WEIGHTS))
+    return vision, audio
+
+
+def _shipped(path: Path) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"shipped toy weights not found: {path}. Reinstall phplib, or regenerate them with "
+            f"`{REGENERATE_COMMAND}`, or set backbone.pretrained: none to use random towers."
+        )
+    return path
+
+
+def verify_toy_weights(directory: str | Path = TOY_WEIGHTS_DIR) -> dict[str, str]:
+    """Check every file listed in ``directory/SHA256SUMS``; return ``{name: sha256}`` or raise ``ValueError``."""
+    from phplib.pretrain.train import CHECKSUM_FILE, sha256_of
+
+    directory = Path(directory)
+    listing = directory / CHECKSUM_FILE
+    if not listing.is_file():
+        raise FileNotFoundError(f"checksum file not found: {listing}")
+    verified = {}
+    for line in listing.read_text(encoding="utf-8").splitlines():
+        expected, name = line.split(maxsplit=1)
+        actual = sha256_of(directory / name)
+        if actual != expected:
+            raise ValueError(
+                f"{directory / name} has sha256 {actual}, but {listing} lists {expected}. "
+                f"The file is damaged or was regenerated; restore it or rerun `{REGENERATE_COMMAND}`."
+            )
+        verified[name] = actual
+    return verified

@@ -1,0 +1,1 @@
+"""Contrastive pretraining of the tiny towers on a captioned toy world (``python -m phplib pretrain``)."""
