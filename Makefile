@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.phplib-installed
 CONFIG ?= configs/toy.yaml
 
-.PHONY: setup demo test test-unit test-notebooks lab bench sweeps clean
+.PHONY: setup demo test test-unit test-notebooks lab bench sweeps clean assignments
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ lab: setup
 
 bench: setup
 	$(PY) benchmarks/toy_stream.py
+
+# Student notebooks and autograder zips from notebooks/assignments/instructor (otter-grader).
+assignments: setup
+	$(PY) tools/make_assignments.py
 
 # Regenerate the cached ablation sweeps that notebooks 08 and 09 read (about 15 minutes on 2 cores).
 sweeps: setup

@@ -1,4 +1,5 @@
-"""phplib's command line: run a task stream, resume it, write the toy world, pretrain the toy towers, run ablation sweeps."""
+"""phplib's command line: run a task stream, resume it, write the toy world, pretrain the toy towers,
+run ablation sweeps."""
 
 from __future__ import annotations
 
@@ -101,6 +102,10 @@ def command_resume(args: argparse.Namespace) -> int:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    if args.methods or (args.method and args.method != "php"):
+        from phplib.continual.compare import command_methods
+
+        return command_methods(args)
     if args.resume:
         return command_resume(args)
     if not args.config:
@@ -217,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", help="parent folder of run directories (default: the config's output_dir)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. train.epochs=1")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("--method", help="method to run: php (default), finetune, finetune-blocks, lwf, ewc, l2p, dualprompt, coda-prompt")
+    run.add_argument("--methods", nargs="+", metavar="NAME",
+                     help="run these methods (or 'all') on the same stream and write a comparison table and heatmaps")
     run.set_defaults(func=command_run)
 
     toy = commands.add_parser("toyworld", help="write the toy audio-visual world to disk")
@@ -241,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--no-progress", action="store_true", help="hide progress bars")
     prepare.set_defaults(func=command_prepare)
 
+    from phplib.ablation_cli import add_ablate_parser
+
+    add_ablate_parser(commands)
+
     pretrain = commands.add_parser(
         "pretrain", help="pretrain the tiny CLIP and CLAP towers contrastively on a captioned toy world"
     )
@@ -252,10 +264,6 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1, which repeats bit for bit)")
     pretrain.add_argument("--no-progress", action="store_true", help="hide progress bars")
     pretrain.set_defaults(func=command_pretrain)
-
-    from phplib.ablation_cli import add_ablate_parser
-
-    add_ablate_parser(commands)
     return parser
 
 

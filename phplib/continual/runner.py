@@ -21,7 +21,7 @@ import torch
 
 from phplib.backbones.clap_audio import calibrate_mel_normalization
 from phplib.config import RunConfig, config_from_dict, config_to_dict, save_config
-from phplib.continual.learner import PHPLearner, PreparedData
+from phplib.continual.learner import Learner, PHPLearner, PreparedData
 from phplib.continual.probe import frozen_features, score_head_on_features, train_head_on_features
 from phplib.continual.stream import Task, build_stream
 from phplib.continual.store import (
@@ -48,6 +48,7 @@ class RunResult:
     probe_scores: dict[str, float] = field(default_factory=dict)  # task head on frozen features
     timings: dict[str, float] = field(default_factory=dict)  # seconds
     model: PHPModel | None = None  # the trained model, for inspection in notebooks and tests
+    learner: Learner | None = None  # the learner that trained it, with what the method records besides R
 
 
 def seed_everything(seed: int) -> None:
@@ -145,6 +146,8 @@ def run_stream(
     progress: bool = True,
     resume: bool = False,
     on_task_end: Callable[[int, list[str], np.ndarray], None] | None = None,
+    make_learner: Callable[[PHPModel, RunConfig, bool], Learner] | None = None,
+    method: str = "PHP",
 ) -> RunResult:
     """Learn ``config.tasks`` in order with PHP and return R, its metrics and timings.
 
@@ -152,6 +155,8 @@ def run_stream(
     there. Each file is replaced atomically, so a stopped run leaves complete files of its finished
     tasks. With ``resume`` the run continues after the last task checkpointed in ``run_dir``.
     ``on_task_end(t, task_names, R)`` is called after row t of R is filled (notebooks redraw R there).
+    ``make_learner(model, config, progress)`` replaces PHP's learner with another method's (see
+    ``phplib.continual.baselines``); ``method`` names it in the heatmap titles.
     """
     config.validate()
     if config.train.device.startswith("cuda") and not torch.cuda.is_available():
@@ -175,7 +180,10 @@ def run_stream(
         names = [task.name for task in tasks]
         matrix = np.full((len(tasks), len(tasks)), np.nan)
         probes: dict[str, float] = {}
-        learner = PHPLearner(model, config.train, progress=progress)
+        if make_learner is None:
+            learner = PHPLearner(model, config.train, progress=progress)
+        else:
+            learner = make_learner(model, config, progress)
         seed_everything(config.train.seed)
         first_task = 0
         if resume:
@@ -214,9 +222,9 @@ def run_stream(
         timings["train_and_evaluate"] = time.perf_counter() - started
 
         metrics = summarize(matrix)
-        result = RunResult(run_dir, names, matrix, metrics, probes, timings, model)
+        result = RunResult(run_dir, names, matrix, metrics, probes, timings, model, learner)
         if run_dir is not None:
-            write_run_outputs(result, config)
+            write_run_outputs(result, config, method)
         return result
     except Exception as error:
         logger.error("run stopped by %s: %s", type(error).__name__, error)
@@ -246,7 +254,7 @@ def run_single_task_references(config: RunConfig, run_dir: str | Path | None, pr
     return scores
 
 
-def write_run_outputs(result: RunResult, config: RunConfig) -> None:
+def write_run_outputs(result: RunResult, config: RunConfig, method: str = "PHP") -> None:
     """Write metrics.json and heatmap.png into the run directory."""
     import matplotlib.pyplot as plt
 
@@ -263,11 +271,11 @@ def write_run_outputs(result: RunResult, config: RunConfig) -> None:
     }
     atomic_write_text(json.dumps(payload, indent=2), run_dir / "metrics.json")
     ax = plot_accuracy_matrix(
-        result.accuracy_matrix, result.task_names, title=f"PHP ({config.stages.order}), {' → '.join(result.task_names)}"
+        result.accuracy_matrix, result.task_names, title=f"{method} ({config.stages.order}), {' → '.join(result.task_names)}"
     )
     save_figure(ax.figure, run_dir / "heatmap.png")
     plt.close(ax.figure)  # a notebook calling run_stream must not see this figure in its next cell
     if len(result.task_names) > 1:
-        ax = plot_forgetting_matrix(result.accuracy_matrix, result.task_names, method="PHP", order=config.stages.order)
+        ax = plot_forgetting_matrix(result.accuracy_matrix, result.task_names, method=method, order=config.stages.order)
         save_figure(ax.figure, run_dir / "forgetting.png")
         plt.close(ax.figure)
