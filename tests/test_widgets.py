@@ -122,7 +122,8 @@ def test_draw_setting_heatmap_and_metrics():
     assert [round(p.get_height(), 3) for p in metrics.patches] == [0.775, 0.75, 0.2, -0.2]
     assert metrics.get_title() == "fresh run, stream 9.2 s"
     assert figure._suptitle.get_text() == "SMD, AVE>LLP, seed 0"
-    assert metrics.get_xlabel() and metrics.get_ylabel()
+    assert metrics.get_xlabel()
+    assert metrics.get_ylabel()
     # Redrawing into the same figure replaces the panels instead of adding more.
     assert draw_setting(result, figure) is figure
     assert len([ax for ax in figure.axes if ax.get_title()]) == 2
