@@ -20,8 +20,8 @@ def _load(args: argparse.Namespace):
     from phplib.cli import _parse_overrides, missing_inputs
     from phplib.config import load_config
 
-    # Each stream logs its parameter tables and every evaluation at INFO, dozens of lines per
-    # stream; the progress bar and the final table carry what a sweep needs.
+    # Each stream logs dozens of INFO lines (parameter tables, every evaluation). The progress bar
+    # and the final table carry what a sweep needs, so only warnings are shown.
     logging.getLogger("phplib").setLevel(logging.WARNING)
 
     config = load_config(args.config, _parse_overrides(args.set))

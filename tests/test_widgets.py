@@ -104,6 +104,11 @@ def test_describe_setting():
     assert text == "DMS, AVE>LLP, seed 2, TMI length 5, groups 0-3 | 4-7 | 8-11"
 
 
+def test_describe_setting_single_block_group():
+    text = describe_setting({"order": "SMD", "task_order": "AVE", "seed": 0, "stages.groups": groups_from_boundaries(1, 6)})
+    assert text == "SMD, AVE, seed 0, groups 0 | 1-5 | 6-11"
+
+
 def test_draw_setting_heatmap_and_metrics():
     result = SettingResult(np.array([[0.8, np.nan], [0.6, 0.9]]), ["AVE", "LLP"],
                            {"A_mean": 0.775, "A_final": 0.75, "F_mean": 0.2, "BWT": -0.2}, "fresh run", 9.25,
@@ -117,7 +122,8 @@ def test_draw_setting_heatmap_and_metrics():
     assert [round(p.get_height(), 3) for p in metrics.patches] == [0.775, 0.75, 0.2, -0.2]
     assert metrics.get_title() == "fresh run, stream 9.2 s"
     assert figure._suptitle.get_text() == "SMD, AVE>LLP, seed 0"
-    assert metrics.get_xlabel() and metrics.get_ylabel()
+    assert metrics.get_xlabel()
+    assert metrics.get_ylabel()
     # Redrawing into the same figure replaces the panels instead of adding more.
     assert draw_setting(result, figure) is figure
     assert len([ax for ax in figure.axes if ax.get_title()]) == 2
@@ -144,9 +150,9 @@ def test_tradeoff_table_needs_matrices(sweep):
 
 def test_plot_tradeoff_points(sweep):
     ax = plot_tradeoff(sweep)
-    points = ax.lines[0].get_xydata()
+    points = [container.lines[0].get_xydata()[0] for container in ax.containers]
     assert np.allclose(points, [[0.05, 0.55], [0.15, 0.425], [0.0, 0.7]])
-    assert [t.get_text() for t in ax.texts] == ["base", "tmi_length 2", "groups 0-3|4-7|8-11"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["base", "tmi_length 2", "groups 0-3|4-7|8-11"]
     assert "F_mean" in ax.get_xlabel()
     assert "R[i, i]" in ax.get_ylabel()
     assert ax.get_title()
@@ -166,17 +172,34 @@ def test_load_sweep_errors(tmp_path, sweep):
 
 def test_explorer_redraws_from_cache(sweep):
     config = load_config(CONFIG, {"tasks": ["AVE", "LLP"]})
-    widget, update = build_explorer(config, sweep)
-    order, tmi, tmdg, bounds, status, output = widget.children
-    assert (order.value, tmi.value, tmdg.value, bounds.value) == ("SMD", 10, 4, (2, 5))
-    first = update()
+    explorer = build_explorer(config, sweep)
+    controls = explorer.controls
+    assert controls["order"].value == "SMD"
+    assert controls["task_order"].value == "AVE>LLP"
+    assert controls["tmi_length"].value == 10
+    assert controls["boundaries"].value == (2, 5)
+    first = explorer.update()
     assert first.source == "cached sweep"
     assert first.metrics["A_mean"] == 0.6
-    assert "TMI length 10" in status.value
-    tmi.value = 2  # the observer redraws from the cached row of TMI 2
-    assert "TMI length 2" in status.value
-    assert len(output.outputs) == 1
-    assert "image/png" in output.outputs[0]["data"]
-    bounds.value = (4, 4)
-    assert "must differ" in status.value
+    assert "TMI length 10" in explorer.status.value
+    before = explorer.output.outputs[0]["data"]["image/png"]
+    controls["tmi_length"].value = 2  # the observer redraws from the cached row of TMI 2
+    assert "cached sweep" in explorer.status.value
+    assert "TMI length 2" in explorer.status.value
+    assert len(explorer.output.outputs) == 1
+    assert explorer.output.outputs[0]["data"]["image/png"] != before
+    controls["boundaries"].value = (4, 4)
+    assert "must differ" in explorer.status.value
     plt.close("all")
+
+
+def test_ordering_sweep_lookup_without_prompt_columns(sweep):
+    """An ordering sweep has no prompt columns: the config's own prompt values match it, others do not."""
+    config = load_config(CONFIG, {"tasks": ["AVE", "LLP"]})
+    orderings = sweep.drop(columns=["swept", "stages.tmi_length", "stages.tmdg_length", "stages.groups"]).iloc[:2]
+    base = {"stages.tmi_length": 10, "stages.tmdg_length": 4, "stages.groups": groups_from_boundaries(2, 5)}
+    hit = result_for_setting(config, order="SMD", seed=1, tasks=["AVE", "LLP"], settings=base, cache=orderings)
+    assert hit.source == "cached sweep"
+    assert hit.metrics["A_mean"] == 0.5
+    assert find_cached(orderings, order="SMD", task_order="AVE>LLP", seed=1,
+                       settings={"stages.tmi_length": 3}) is None

@@ -131,7 +131,7 @@ def run_settings(
             "seed": setting["seed"],
         }
         for key in override_keys:
-            row[key] = encode_value(_read_dotted(stream_config, key))
+            row[key] = encode_value(read_dotted(stream_config, key))
         for metric in METRICS:
             row[metric] = float(result.metrics[metric])
         row["seconds"] = round(seconds, 2)
@@ -144,7 +144,8 @@ def run_settings(
     return pd.DataFrame(rows)
 
 
-def _read_dotted(config: RunConfig, dotted: str) -> Any:
+def read_dotted(config: RunConfig, dotted: str) -> Any:
+    """Return the config value at a dotted key such as ``stages.tmi_length``."""
     node: Any = config
     for key in dotted.split("."):
         node = getattr(node, key)

@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -28,7 +28,9 @@ from phplib.continual.ablation import (
     MATRIX_COLUMN,
     METRICS,
     ORDERINGS,
+    PAIRED_BLOCKS,
     PROMPT_KEYS,
+    read_dotted,
     configure,
     encode_value,
     groups_from_boundaries,
@@ -55,7 +57,7 @@ class SettingResult:
 
 
 def load_sweep(path: str | Path) -> pd.DataFrame:
-    """Read a sweep CSV written by ``python -m phplib ablate``; raise naming the file when it cannot serve."""
+    """Read a sweep CSV written by ``python -m phplib ablate``; raise an error naming the file when it is missing or lacks a column."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -108,13 +110,21 @@ def result_for_setting(
 ) -> SettingResult:
     """Read the setting from ``cache`` when a row matches, else run one stream of ``config`` with it.
 
-    A fresh run uses ``config`` with the ordering, task order, seed and ``settings`` (dotted key ->
-    value) applied. It takes about 10 s on one CPU thread with ``configs/ablation_toy.yaml``.
+    ``cache`` must be a sweep of ``config``. A setting key the table has no column for then ran
+    with the config's value, so such a key matches when it has that value. A fresh run uses
+    ``config`` with the ordering, task order, seed and ``settings`` (dotted key -> value) applied.
     """
     tasks = list(tasks or config.tasks)
+    settings = dict(settings or {})
     label = task_order_label(tasks)
-    described = {"order": order, "task_order": label, "seed": seed, **(settings or {})}
-    row = find_cached(cache, order=order, task_order=label, seed=seed, settings=settings)
+    described = {"order": order, "task_order": label, "seed": seed, **settings}
+    lookup = settings
+    if cache is not None:
+        lookup = {
+            key: value for key, value in settings.items()
+            if key in cache.columns or encode_value(value) != encode_value(read_dotted(config, key))
+        }
+    row = find_cached(cache, order=order, task_order=label, seed=seed, settings=lookup)
     if row is not None:
         metrics = {metric: float(row[metric]) for metric in METRICS}
         return SettingResult(matrix_from_json(row[MATRIX_COLUMN]), parse_task_order(label), metrics,
@@ -138,10 +148,18 @@ def describe_setting(setting: dict[str, Any]) -> str:
         if key in setting:
             value = setting[key]
             if key == "stages.groups":
-                groups = json.loads(value) if isinstance(value, str) else value
-                value = " | ".join(f"{group[0]}-{group[-1]}" for group in groups)
+                value = " | ".join(block_range(group) for group in _groups(value))
             parts.append(f"{name} {value}")
     return ", ".join(part for part in parts if part)
+
+
+def block_range(group: list[int]) -> str:
+    """Write a depth group as ``"2-4"``, or ``"0"`` for a group of one block."""
+    return str(group[0]) if len(group) == 1 else f"{group[0]}-{group[-1]}"
+
+
+def _groups(value: Any) -> list[list[int]]:
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def draw_setting(result: SettingResult, figure: Figure | None = None) -> Figure:
@@ -201,8 +219,7 @@ def _short_label(row: pd.Series, by: list[str]) -> str:
         return "base"
     value = row[swept]
     if swept == "stages.groups":
-        groups = json.loads(value) if isinstance(value, str) else value
-        return "groups " + "|".join(f"{group[0]}-{group[-1]}" for group in groups)
+        return "groups " + "|".join(block_range(group) for group in _groups(value))
     return f"{swept.removeprefix('stages.')} {value}"
 
 
@@ -218,18 +235,31 @@ def plot_tradeoff(frame: pd.DataFrame, by: list[str] | None = None, ax: Axes | N
     table = tradeoff_table(frame, by)
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4.5))
-    ax.errorbar(
-        table["F_mean mean"], table["learning_accuracy mean"],
-        xerr=table["F_mean std"].fillna(0.0), yerr=table["learning_accuracy std"].fillna(0.0),
-        fmt="o", capsize=3,
-    )
-    for _, row in table.iterrows():
-        ax.annotate(row["label"], (row["F_mean mean"], row["learning_accuracy mean"]),
-                    textcoords="offset points", xytext=(5, 4), fontsize=8)
+    # One marker per setting, named in the legend, because settings often land on the same spot.
+    markers = "osD^v<>ph*"
+    for index, row in table.iterrows():
+        ax.errorbar(
+            row["F_mean mean"], row["learning_accuracy mean"],
+            xerr=0.0 if np.isnan(row["F_mean std"]) else row["F_mean std"],
+            yerr=0.0 if np.isnan(row["learning_accuracy std"]) else row["learning_accuracy std"],
+            fmt=markers[index % len(markers)], capsize=3, alpha=0.8, label=row["label"],
+        )
+    ax.legend(fontsize=8, loc="best")
     ax.set_xlabel("forgetting F_mean (score drop, mean over streams)")
     ax.set_ylabel("learning accuracy, mean R[i, i] (score in [0, 1])")
     ax.set_title(title or "Forgetting against learning of new tasks")
     return ax
+
+
+@dataclass
+class Explorer:
+    """The widget of notebooks 08 and 09 and handles to its parts."""
+
+    widget: Any  # ipywidgets.VBox to display
+    controls: dict[str, Any]  # "order", "task_order", "tmi_length", "tmdg_length", "boundaries"
+    status: Any  # ipywidgets.HTML line naming the setting and where its result came from
+    output: Any  # ipywidgets.Output containing the figure as one PNG
+    update: Callable[[], SettingResult | None]  # redraw for the current values
 
 
 def build_explorer(
@@ -237,58 +267,68 @@ def build_explorer(
     cache: pd.DataFrame | None = None,
     *,
     seed: int = 0,
-    tasks: list[str] | None = None,
+    task_orders: list[list[str]] | None = None,
     orderings: list[str] | None = None,
-):
-    """Build the widget: an ordering dropdown and sliders for TMI length, TMDG length and group boundaries.
+) -> Explorer:
+    """Build the widget: dropdowns for ordering and task order, sliders for TMI and TMDG length and group boundaries.
 
-    Each change looks the setting up in ``cache`` or runs it, then redraws ``draw_setting`` in the
-    widget's output area. Returns ``(widget, update)``, where ``update()`` redraws for the current
-    values and returns the ``SettingResult``.
+    Each change looks the setting up in ``cache`` (a sweep of ``config``) or runs it, then
+    redraws ``draw_setting`` in the widget's output area. Nothing is drawn until the first change
+    or the first call of ``update()``.
     """
     import ipywidgets as widgets
     from IPython.display import Image
 
+    task_orders = [list(tasks) for tasks in (task_orders or [config.tasks])]
     groups = config.stages.groups
-    shallow_end, deep_start = len(groups[0]), groups[2][0] if len(groups) == 3 else 5
+    shallow_end = len(groups[0])
+    deep_start = groups[-1][0]
     style = {"description_width": "140px"}
     layout = widgets.Layout(width="460px")
-    order = widgets.Dropdown(options=orderings or ORDERINGS, value=config.stages.order, description="ordering",
-                             style=style, layout=layout)
-    tmi = widgets.IntSlider(value=config.stages.tmi_length, min=1, max=20, description="TMI length",
-                            continuous_update=False, style=style, layout=layout)
-    tmdg = widgets.IntSlider(value=config.stages.tmdg_length, min=1, max=8, description="TMDG length",
-                             continuous_update=False, style=style, layout=layout)
-    bounds = widgets.IntRangeSlider(value=(shallow_end, deep_start), min=1, max=11, description="group boundaries",
-                                    continuous_update=False, style=style, layout=layout)
+    controls = {
+        "order": widgets.Dropdown(options=orderings or ORDERINGS, value=config.stages.order, description="ordering",
+                                  style=style, layout=layout),
+        "task_order": widgets.Dropdown(options=[task_order_label(tasks) for tasks in task_orders],
+                                       description="task order", style=style, layout=layout),
+        "tmi_length": widgets.IntSlider(value=config.stages.tmi_length, min=1, max=20, description="TMI length",
+                                        continuous_update=False, style=style, layout=layout),
+        "tmdg_length": widgets.IntSlider(value=config.stages.tmdg_length, min=1, max=8, description="TMDG length",
+                                         continuous_update=False, style=style, layout=layout),
+        "boundaries": widgets.IntRangeSlider(value=(shallow_end, deep_start), min=1, max=PAIRED_BLOCKS - 1,
+                                             description="group boundaries", continuous_update=False,
+                                             style=style, layout=layout),
+    }
     status = widgets.HTML()
     output = widgets.Output()
-    state: dict[str, Any] = {}
+    figure_state: dict[str, Figure] = {}
 
     def update(*_) -> SettingResult | None:
-        low, high = bounds.value
+        low, high = controls["boundaries"].value
         if low == high:
             status.value = "<b>group boundaries must differ</b>: each depth group needs at least one block"
             return None
         settings = {
-            "stages.tmi_length": tmi.value,
-            "stages.tmdg_length": tmdg.value,
+            "stages.tmi_length": controls["tmi_length"].value,
+            "stages.tmdg_length": controls["tmdg_length"].value,
             "stages.groups": groups_from_boundaries(low, high),
         }
-        status.value = "running a fresh stream (about 10 s) ..."
-        result = result_for_setting(config, order=order.value, seed=seed, tasks=tasks, settings=settings, cache=cache)
-        state["figure"] = draw_setting(result, state.get("figure"))
+        status.value = "running a fresh stream ..."
+        result = result_for_setting(config, order=controls["order"].value, seed=seed,
+                                    tasks=parse_task_order(controls["task_order"].value), settings=settings,
+                                    cache=cache)
+        figure = draw_setting(result, figure_state.get("figure"))
+        figure_state["figure"] = figure
         # The PNG goes into the Output widget's list directly rather than through `with output:`,
-        # which captures only inside a running kernel; this way tests can read what a user sees.
+        # which captures only inside a running kernel. Tests can then read the image a user gets.
         buffer = io.BytesIO()
-        state["figure"].savefig(buffer, format="png", dpi=80)
-        plt.close(state["figure"])
+        figure.savefig(buffer, format="png", dpi=80)
+        plt.close(figure)
         output.outputs = ()
         output.append_display_data(Image(data=buffer.getvalue(), format="png"))
         status.value = f"{result.source}: {describe_setting(result.setting)}"
         return result
 
-    for control in (order, tmi, tmdg, bounds):
+    for control in controls.values():
         control.observe(update, names="value")
-    widget = widgets.VBox([order, tmi, tmdg, bounds, status, output])
-    return widget, update
+    widget = widgets.VBox([*controls.values(), status, output])
+    return Explorer(widget, controls, status, output, update)
