@@ -1,9 +1,9 @@
 """Throughput and memory of the paper-scale model (ViT-B/32 + HTSAT-tiny) on one GPU, in fp32 and bf16.
 
 Run: ``.venv/bin/python benchmarks/gpu_paper_scale.py`` (about 1-3 minutes on a recent GPU).
-It builds the model with random weights (no weight files needed), feeds synthetic clips of the
-real shapes (10 one-second segments per clip: one 224 px frame and one second of 48 kHz audio per
-segment) and prints, for each precision:
+It builds the model with random weights, so no weight files are needed. The synthetic clips have
+the real shapes: 10 one-second segments per clip, each one 224 px frame and one second of 48 kHz
+audio. For each precision it prints:
 
 - clips per second of a training step (forward, loss, backward, Adam step), of an inference
   forward of PHP, and of the frozen towers alone;
@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     segments = 2 if args.smoke else 10
     batch_size = args.batch or (16 if on_gpu and not args.smoke else 1)
     steps = args.steps or (10 if on_gpu and not args.smoke else 1)
-    warmup = args.warmup if args.warmup is not None else (0 if args.smoke else 3 if on_gpu else 1)
+    warmup = args.warmup
+    if warmup is None:
+        warmup = 0 if args.smoke else 3 if on_gpu else 1
     if min(batch_size, steps) < 1 or warmup < 0:
         print("error: --batch and --steps must be at least 1, --warmup at least 0", file=sys.stderr)
         return 2

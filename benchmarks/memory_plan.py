@@ -3,10 +3,10 @@
 Run: ``.venv/bin/python benchmarks/memory_plan.py`` (CPU only, about 1-2 minutes; add ``--scale toy``
 for the toy towers).
 
-Method. Activation memory is measured without a GPU with ``torch.autograd.graph.saved_tensors_hooks``:
-during one training forward (PHP with an AVE head, loss included) every tensor that autograd
-saves for the backward pass is recorded, and the bytes of the distinct storages behind them are
-summed, leaving out storages that belong to parameters. That is the memory a GPU must hold
+Method. Activation memory is measured without a GPU with ``torch.autograd.graph.saved_tensors_hooks``.
+During one training forward (PHP with an AVE head, loss included) the hook records every tensor
+that autograd saves for the backward pass. The script sums the bytes of the distinct storages
+behind them and leaves out storages that belong to parameters. That is the memory a GPU must hold
 between forward and backward. It is measured for 1 and for 2 clips of 10 one-second segments.
 The difference is the cost of one clip. What remains at 1 clip is a per-step constant, mostly
 bf16 copies of frozen weights that autocast casts once per step and keeps for the backward.

@@ -50,9 +50,8 @@ def test_saved_tensor_bytes_counts_activations_only():
     plan = load_benchmark("memory_plan")
     model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))
     inputs = torch.randn(5, 16)
-    # Saved for backward: the first Linear needs nothing from its input (no input gradient and the
-    # weight gradient needs the input: 5x16), ReLU its output (5x32), the second Linear its input
-    # (the same 5x32 storage). Parameters are excluded.
+    # Saved for backward: the first Linear's input for its weight gradient (5x16), ReLU's output
+    # (5x32), and the second Linear's input, which is that same 5x32 storage. Weights are excluded.
     measured = plan.saved_tensor_bytes(lambda: model(inputs).sum(), exclude=list(model.parameters()))
     assert measured == 4 * (5 * 16 + 5 * 32)
     with torch.no_grad():

@@ -124,8 +124,8 @@ def main_process_first() -> Iterator[None]:
 def wrap_trainable(model: nn.Module, device: torch.device) -> nn.Module:
     """Wrap ``model`` in DDP over the parameters that require gradients now; return ``model`` when not distributed.
 
-    DDP is told to ignore every frozen parameter (both towers, earlier tasks' modules) and every
-    buffer, so it neither broadcasts the 119 M frozen tower weights nor synchronises the towers'
+    DDP ignores every frozen parameter (both towers, earlier tasks' modules) and every buffer,
+    so it neither broadcasts the 119 M frozen tower weights nor synchronises the towers'
     batch-norm statistics on every forward. The set of trainable parameters changes from task to
     task, so the learner wraps again for each task.
 
@@ -140,7 +140,9 @@ def wrap_trainable(model: nn.Module, device: torch.device) -> nn.Module:
     ignored = [name for name, parameter in model.named_parameters() if not parameter.requires_grad]
     ignored += [name for name, _ in model.named_buffers()]
     DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, ignored)
-    device_ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    device_ids = None
+    if device.type == "cuda":
+        device_ids = [device.index if device.index is not None else torch.cuda.current_device()]
     return DistributedDataParallel(
         model, device_ids=device_ids, find_unused_parameters=True
     )
@@ -189,8 +191,8 @@ class DistributedClipGroupedBatchSampler(Sampler[list[int]]):
     """This rank's share of each global batch that the single-process learner would draw.
 
     ``batch_sampler`` yields the global batches (``ClipGroupedBatchSampler``, or a shuffled
-    ``BatchSampler`` when no clip repeats), so a run on N processes sees the same data per step as
-    a run on one. ``video_ids[i]`` names the clip of item i. Every global batch is split between
+    ``BatchSampler`` when no clip repeats), so a run on N processes trains on the same data per
+    step as a run on one. ``video_ids[i]`` names the clip of item i. Every global batch is split between
     the ranks by whole clips (``split_batch_by_groups``). All ranks seed the global sampler's
     generator alike, so they draw the same batches, and every rank yields one batch per global
     batch, so all ranks take the same number of steps.
