@@ -8,6 +8,10 @@ same accuracy matrix, and only rank 0 writes files and logs at INFO level.
 
 Without torchrun (no ``WORLD_SIZE`` in the environment, or ``WORLD_SIZE=1``) every helper here
 is a no-op, so one process runs exactly as before.
+
+NOTE: each rank still computes the tower inputs of every task (``PreparedData``) and trains the
+frozen-feature probe head on the whole task. Both are deterministic and far cheaper than training,
+but they do not get faster with more processes.
 """
 
 from __future__ import annotations
