@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{'':34s}" + "".join(f"{precision:>12s}" for precision in rows))
     for name in ("PHP train step", "PHP inference", "frozen towers"):
-        print(f"{name + ', clips/s':34s}" + "".join(f"{rows[p][name]['clips_per_second']:12.2f}" for p in rows))
+        print(f"{name + ', clips/s':34s}" + "".join(f"{rows[p][name]['clips_per_second']:12.3g}" for p in rows))
     if on_gpu:
         for name in ("PHP train step", "PHP inference"):
             label = f"{name}, peak GPU memory GiB"
