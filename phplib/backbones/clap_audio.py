@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from einops import rearrange
 from torch import nn
+from torch.nn import functional as F
 
 from phplib.backbones.weights import WeightsError, load_state_dict_file, match_state_dict
 
@@ -226,36 +227,40 @@ def window_attention(
 
     ``x``: ``[B * nW, N, C]``. ``prefix``: ``(keys, values)``, each ``[B, L, C]`` or ``[L, C]``. A clip's
     prefix joins every one of its windows, with no position bias and no mask on the prefix columns.
+
+    The position bias and the shift mask are one additive mask for ``scaled_dot_product_attention``,
+    which fuses the softmax and keeps no ``[N, N]`` weights for the backward pass. Windows are viewed
+    as ``[B, nW, ...]`` so the ``[nW, h, N, N]`` mask broadcasts over clips instead of being copied.
     """
-    windows, tokens, channels = x.shape
+    windows, tokens, _ = x.shape
     heads = attn.num_heads
-    qkv = rearrange(attn.qkv(x), "b n (three h d) -> three b h n d", three=3, h=heads)
-    q, k, v = qkv[0] * attn.scale, qkv[1], qkv[2]  # [B*nW, h, N, d]
-    logits = q @ k.transpose(-2, -1)  # [B*nW, h, N, N]
+    q, k, v = rearrange(attn.qkv(x), "b n (three h d) -> three b h n d", three=3, h=heads).unbind(0)
     bias = attn.relative_position_bias_table[attn.relative_position_index.view(-1)]
-    bias = rearrange(bias, "(n m) h -> h n m", n=tokens)
-    logits = logits + bias.unsqueeze(0)
+    additive = rearrange(bias, "(n m) h -> h n m", n=tokens)  # [h, N, N]
     if mask is not None:
-        num_windows = mask.shape[0]
-        logits = logits.view(windows // num_windows, num_windows, heads, tokens, tokens) + mask[None, :, None]
-        logits = logits.view(windows, heads, tokens, tokens)
+        additive = additive.unsqueeze(0) + mask.unsqueeze(1)  # [nW, h, N, N]
+    groups = windows // additive.shape[0] if mask is not None else windows
+    q, k, v = (t.reshape(groups, windows // groups, heads, tokens, t.shape[-1]) for t in (q, k, v))
     if prefix is not None:
         prefix_key, prefix_value = prefix
         if prefix_key.dim() == 2:
             prefix_key = prefix_key.unsqueeze(0).expand(batch, -1, -1)
             prefix_value = prefix_value.unsqueeze(0).expand(batch, -1, -1)
+        length = prefix_key.shape[1]
         per_clip = windows // batch
-        prefix_key = rearrange(prefix_key, "b l (h d) -> b h l d", h=heads).repeat_interleave(per_clip, dim=0)
-        prefix_value = rearrange(prefix_value, "b l (h d) -> b h l d", h=heads).repeat_interleave(per_clip, dim=0)
-        prefix_logits = q @ prefix_key.transpose(-2, -1).to(q.dtype)  # [B*nW, h, N, L]
-        weights = torch.cat([prefix_logits, logits], dim=-1).softmax(dim=-1)
-        weights = attn.attn_drop(weights)
-        length = prefix_key.shape[2]
-        out = weights[..., :length] @ prefix_value.to(v.dtype) + weights[..., length:] @ v
-    else:
-        weights = attn.attn_drop(logits.softmax(dim=-1))
-        out = weights @ v  # [B*nW, h, N, d]
-    out = rearrange(out, "b h n d -> b n (h d)")
+
+        def per_window(t: torch.Tensor) -> torch.Tensor:
+            t = rearrange(t.to(v.dtype), "b l (h d) -> b h l d", h=heads).repeat_interleave(per_clip, dim=0)
+            return t.reshape(groups, windows // groups, heads, length, t.shape[-1])
+
+        k = torch.cat([per_window(prefix_key), k], dim=-2)
+        v = torch.cat([per_window(prefix_value), v], dim=-2)
+        additive = torch.cat([additive.new_zeros(*additive.shape[:-1], length), additive], dim=-1)
+    dropout = attn.attn_drop.p if attn.training else 0.0
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=additive.to(q.dtype), dropout_p=dropout, scale=attn.scale
+    )  # [groups, nW or 1, h, N, d]
+    out = rearrange(out.reshape(windows, heads, tokens, -1), "b h n d -> b n (h d)")
     return attn.proj_drop(attn.proj(out))
 
 
