@@ -11,7 +11,7 @@ audio. For each precision it prints:
 - the ratios PHP forward / frozen towers forward and training step / inference forward.
 
 Without a GPU it runs a shortened CPU version (1 clip per step, 1 timed step after 1 warm-up,
-no memory numbers) and says so. ``--smoke`` switches to the toy-scale towers with the smallest
+no memory numbers) and prints that it did. ``--smoke`` switches to the toy-scale towers with the smallest
 settings, so a test can run the whole script in seconds.
 """
 
@@ -114,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     batch_size = args.batch or (16 if on_gpu and not args.smoke else 1)
     steps = args.steps or (10 if on_gpu and not args.smoke else 1)
     warmup = args.warmup
-    if warmup is None:
-        warmup = 0 if args.smoke else 3 if on_gpu else 1
+    if warmup is None and args.smoke:
+        warmup = 0
+    elif warmup is None:
+        warmup = 3 if on_gpu else 1
     if min(batch_size, steps) < 1 or warmup < 0:
         print("error: --batch and --steps must be at least 1, --warmup at least 0", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ The batch that fits a card of C GiB is then
 
     floor((0.9 * C - 1 GiB - fixed) / per_clip)
 
-where ``fixed`` holds the fp32 weights of both towers, the trainable parameters of one task with
+where ``fixed`` is the sum of the fp32 weights of both towers, the trainable parameters of one task with
 their gradients and two Adam moments, and the per-step constant. 0.9 * C and the 1 GiB (CUDA
 context and workspace) are an allowance for the caching allocator and the transient buffers of
 the backward pass, which this method does not see. The result is an estimate to check with

@@ -133,10 +133,10 @@ def wrap_trainable(model: nn.Module, device: torch.device) -> nn.Module:
     batch-norm statistics on every forward. The set of trainable parameters changes from task to
     task, so the learner wraps again for each task.
 
-    ``find_unused_parameters=True``: after each backward DDP walks the autograd graph and marks
-    the trainable parameters that the step did not use (a head branch a batch does not reach, a
-    stage module left out by the placement) as ready, instead of waiting for their gradients
-    forever. ``static_graph=True`` would save that walk, but it assumes the used set never changes
+    ``find_unused_parameters=True``: after each forward DDP walks the autograd graph and marks
+    the trainable parameters that the step did not use as ready, instead of waiting for their
+    gradients forever, for example a head branch that a batch does not reach. The toy heads use
+    every parameter in every step, so torch warns once per task that the walk found nothing. ``static_graph=True`` would save that walk, but it assumes the used set never changes
     between steps, and a head is free to use different parameters for different batches.
     """
     if not is_active():
