@@ -43,16 +43,28 @@ SCALES = {
 }
 
 
-def measure(scale: str, repeats: int) -> None:
+def build_scale(scale: str, clips: int, segments: int = 10, device: str = "cpu"):
+    """Build the model of ``scale`` with random weights and an AVE task; return it with synthetic inputs.
+
+    Returns ``model, frames, spectrogram, batch``: ``clips`` clips of ``segments`` one-second
+    segments each, frames at the vision tower's size and audio at the audio tower's rate, already
+    through ``prepare_inputs``, on ``device``.
+    """
     settings = SCALES[scale]
     torch.manual_seed(0)
     model = PHPModel(settings["backbone"], settings["stages"])
     model.add_task("AVE", AVEHead(model.video_dim, model.audio_dim, 28))
-    clips, segments = settings["clips"], 10
+    model.to(device)
     size, rate = model.vision.image_size, model.audio_tower.sample_rate
-    video = torch.randint(0, 256, (clips, segments, 3, size, size), dtype=torch.uint8)
-    frames, spectrogram = model.prepare_inputs(video, torch.randn(clips, segments, rate) * 0.1)
-    batch = {"label": torch.randint(0, 29, (clips, segments))}
+    video = torch.randint(0, 256, (clips, segments, 3, size, size), dtype=torch.uint8, device=device)
+    frames, spectrogram = model.prepare_inputs(video, torch.randn(clips, segments, rate, device=device) * 0.1)
+    batch = {"label": torch.randint(0, 29, (clips, segments), device=device)}
+    return model, frames, spectrogram, batch
+
+
+def measure(scale: str, repeats: int) -> None:
+    clips, segments = SCALES[scale]["clips"], 10
+    model, frames, spectrogram, batch = build_scale(scale, clips, segments)
     optimizer = torch.optim.Adam(model.trainable_parameters("AVE"), lr=1e-4)
 
     def frozen() -> None:

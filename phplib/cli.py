@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from phplib.continual import distributed
+
 logger = logging.getLogger("phplib.cli")
 
 
@@ -97,7 +99,8 @@ def command_resume(args: argparse.Namespace) -> int:
         return 2
     config = load_config(config_path)
     result = run_stream(config, run_dir, progress=not args.no_progress, resume=True)
-    print_run(result, run_dir)
+    if distributed.is_main_process():
+        print_run(result, run_dir)
     return 0
 
 
@@ -128,9 +131,13 @@ def command_run(args: argparse.Namespace) -> int:
     from phplib.continual.runner import run_single_task_references, run_stream
     from phplib.continual.store import atomic_write_text
 
-    name = args.name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # Under torchrun every rank checks the folder before any rank writes to it, and all use rank 0's name.
+    distributed.init_from_environment(config.train.device)
+    name = distributed.broadcast_object(args.name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     base_dir = Path(args.output_dir or config.output_dir) / name
-    if base_dir.exists() and any(base_dir.iterdir()):
+    occupied = base_dir.exists() and any(base_dir.iterdir())
+    distributed.barrier()
+    if occupied:
         hint = f", or continue it with --resume {base_dir}" if (base_dir / "config.yaml").is_file() else ""
         print(f"run directory {base_dir} already exists and is not empty; pass another --name{hint}", file=sys.stderr)
         return 2
@@ -142,10 +149,13 @@ def command_run(args: argparse.Namespace) -> int:
         seeded.train.seed = seed
         run_dir = base_dir if len(seeds) == 1 else base_dir / f"seed_{seed}"
         result = run_stream(seeded, run_dir, progress=not args.no_progress)
-        print_run(result, run_dir)
+        if distributed.is_main_process():
+            print_run(result, run_dir)
         references = run_single_task_references(seeded, run_dir, not args.no_progress) if args.single_task else None
         rows.append(results_row(seeded, result.accuracy_matrix, references))
 
+    if not distributed.is_main_process():
+        return 0
     table = pd.DataFrame(rows)
     atomic_write_text(table.to_csv(index=False), base_dir / "results.csv")
     summary = summarize_over_seeds(table)

@@ -85,6 +85,10 @@ class TrainConfig:
     probe: bool = True  # report each task's score with a head trained on frozen features alone
     head_warmup: bool = True  # start PHP's head from that probe head (linear probing, then tuning)
     probe_epochs: int = 20  # epochs of head training on cached frozen features
+    precision: str = "fp32"  # "fp32", or "bf16" for bfloat16 autocast of forward and loss (GPU or CPU)
+    compile: bool = False  # wrap the training forward in torch.compile
+    num_workers: int = 0  # DataLoader worker processes for training batches
+    pin_memory: bool = False  # page-locked training batches, for faster copies to a GPU
 
 
 @dataclass
@@ -130,6 +134,10 @@ class RunConfig:
                 raise ValueError(f"train.{name} must be positive, got {getattr(train, name)}")
         if train.weight_decay < 0 or train.grad_clip < 0 or train.num_threads < 0:
             raise ValueError("train.weight_decay, train.grad_clip and train.num_threads must not be negative")
+        if train.precision not in ("fp32", "bf16"):
+            raise ValueError(f"train.precision must be 'fp32' or 'bf16', not {train.precision!r}")
+        if train.num_workers < 0:
+            raise ValueError(f"train.num_workers must not be negative, got {train.num_workers}")
         if not (train.device == "cpu" or train.device.startswith("cuda")):
             raise ValueError(f"train.device must be 'cpu' or 'cuda[:N]', not {train.device!r}")
         if self.data.num_segments < 1:

@@ -108,6 +108,19 @@ class PHPModel(nn.Module):
         self.tmi = nn.ModuleDict()
         self.heads = nn.ModuleDict()
         self.active_task: str | None = None
+        # Blocks before the first stage run under torch.no_grad (see ``encode``); a switch so tests
+        # can compare against the plain loop.
+        self.frozen_prefix_no_grad = True
+
+    @property
+    def first_stage_block(self) -> int:
+        """First block where any stage acts; the towers alone compute everything before it.
+
+        0 at the default placement, where TMA sits at blocks 0 and 1. With "-MD" and the default
+        groups it is 3.
+        """
+        stage_blocks = [pair.index for pair in self.pairs if self.placement.stage_at(pair.index) is not None]
+        return min(stage_blocks, default=len(self.pairs))
 
     # ----- tasks -----------------------------------------------------------------------------
 
@@ -225,7 +238,20 @@ class PHPModel(nn.Module):
         prompts = self.tmi[key] if key in self.tmi else None
         details: dict[str, torch.Tensor] = {}
 
-        for pair in self.pairs:
+        # The blocks before the first stage see only frozen weights and inputs that need no
+        # gradient, so autograd records nothing there either way. no_grad makes that explicit and
+        # skips autograd's per-op bookkeeping. At the default placement TMA acts inside block 0,
+        # so this prefix is empty. Inputs that require gradients (saliency maps) keep the plain loop.
+        inputs_need_grad = frames.requires_grad or spectrogram.requires_grad
+        start = self.first_stage_block if self.frozen_prefix_no_grad and not inputs_need_grad else 0
+        with torch.no_grad():
+            for pair in self.pairs[:start]:
+                video = vit_block_mlp(pair.video_block, vit_block_attention(pair.video_block, video))
+                audio = swin_block_mlp(pair.audio_block, swin_block_attention(pair.audio_block, audio))
+                if pair.audio_downsample is not None:
+                    audio = pair.audio_downsample(audio)
+
+        for pair in self.pairs[start:]:
             block = pair.index
             stage = self.placement.stage_at(block)
             video_prefix = audio_prefix = None

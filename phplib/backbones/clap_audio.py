@@ -137,8 +137,8 @@ def load_clap_audio_weights(tower: nn.Module, checkpoint: str | Path) -> None:
            for key in audio):
         raise WeightsError(
             f"checkpoint {checkpoint} was trained with feature fusion (CLAP's enable_fusion=True), but "
-            "phplib builds HTS-AT with enable_fusion=False. Use the non-fusion checkpoint "
-            "(630k-audioset-best.pt, not 630k-audioset-fusion-best.pt)."
+            "phplib builds HTS-AT with enable_fusion=False. Set backbone.audio_weights to a non-fusion "
+            "checkpoint (630k-audioset-best.pt, not 630k-audioset-fusion-best.pt)."
         )
     match_state_dict(tower, audio, source=checkpoint, model_description="CLAP audio tower (HTS-AT)")
     logger.info("loaded CLAP audio weights from %s", checkpoint)

@@ -6,16 +6,18 @@ row t of the accuracy matrix ``R`` (see ``phplib.metrics.incremental``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, Subset
 from tqdm.auto import tqdm
 
 from phplib.config import TrainConfig
+from phplib.continual import distributed
 from phplib.model import PHPModel
 
 logger = logging.getLogger(__name__)
@@ -103,7 +105,15 @@ class ClipGroupedBatchSampler(Sampler[list[int]]):
 
 
 def to_device(batch: dict, device: torch.device | str) -> dict:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    non_blocking = torch.device(device).type == "cuda"  # overlaps copies from pinned memory with compute
+    return {k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def autocast_context(config: TrainConfig, device: torch.device):
+    """Return the autocast context of ``train.precision``: bf16 autocast, or a no-op for fp32."""
+    if config.precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def merge_collected(parts: list[dict]) -> dict:
@@ -189,28 +199,29 @@ class PHPLearner(Learner):
         parameters = self.model.trainable_parameters(task.name)
         optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
         generator = torch.Generator().manual_seed(config.seed)
-        video_ids = [fields.get("video_id") for fields in data.fields] if hasattr(data, "fields") else []
-        if video_ids and None not in video_ids and len(set(video_ids)) < len(video_ids):
-            sampler = ClipGroupedBatchSampler(video_ids, config.batch_size, generator)
-            loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate)
-        else:
-            loader = DataLoader(data, batch_size=config.batch_size, shuffle=True, collate_fn=collate, generator=generator)
+        loader = self._train_loader(data, generator)
         total_steps = max(1, config.epochs * len(loader))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
         )
+        # Under torchrun the forward goes through DDP, wrapped here rather than in begin_task so that
+        # its broadcast from rank 0 includes the head the runner warmed up after begin_task.
+        forward = distributed.wrap_trainable(self.model, self.device)
+        if config.compile:
+            forward = torch.compile(forward)
         self.model.train()
         loss_value, steps = float("nan"), 0
         for epoch in range(config.epochs):
             bar = tqdm(loader, desc=f"{task.name} epoch {epoch + 1}/{config.epochs}", disable=not self.progress, leave=False)
             for batch in bar:
                 batch = to_device(batch, self.device)
-                outputs = self.model(batch["frames"], batch["spectrogram"], task.name, batch)
-                loss = self.model.heads[task.name].loss(outputs, batch)
+                with autocast_context(config, self.device):
+                    outputs = forward(batch["frames"], batch["spectrogram"], task.name, batch)
+                    loss = self.model.heads[task.name].loss(outputs, batch)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"task {task.name}: loss became {loss.item()} at step {steps}; lower train.lr")
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * distributed.gradient_weight(len(batch["frames"]), self.device)).backward()
                 if config.grad_clip:
                     nn.utils.clip_grad_norm_(parameters, config.grad_clip)
                 optimizer.step()
@@ -227,14 +238,40 @@ class PHPLearner(Learner):
             module.requires_grad_(False)
         logger.info("end task %s", task.name)
 
+    def _train_loader(self, data: Dataset, generator: torch.Generator) -> DataLoader:
+        """Shuffled training batches; under torchrun, this rank's share of each global batch."""
+        config = self.config
+        options = dict(collate_fn=collate, num_workers=config.num_workers, pin_memory=config.pin_memory)
+        video_ids = [fields.get("video_id") for fields in data.fields] if hasattr(data, "fields") else []
+        grouped = bool(video_ids) and None not in video_ids and len(set(video_ids)) < len(video_ids)
+        if grouped:
+            global_batches = ClipGroupedBatchSampler(video_ids, config.batch_size, generator)
+        else:
+            global_batches = BatchSampler(RandomSampler(data, generator=generator), config.batch_size, drop_last=False)
+        if distributed.is_active():
+            ids = video_ids if grouped else [str(index) for index in range(len(data))]
+            global_batches = distributed.DistributedClipGroupedBatchSampler(
+                global_batches, ids, distributed.rank(), distributed.world_size()
+            )
+        # The loader draws its worker base seed from ``generator`` as DataLoader(shuffle=True) does.
+        return DataLoader(data, batch_sampler=global_batches, generator=None if grouped else generator, **options)
+
     @torch.no_grad()
     def evaluate(self, task_name: str, data: Dataset) -> tuple[float, dict[str, float]]:
+        """Score ``task_name`` on ``data``; under torchrun each rank scores a contiguous share and all gather the rest."""
         self.model.eval()
+        if distributed.is_active():
+            data = Subset(data, distributed.shard_range(len(data), distributed.rank(), distributed.world_size()))
         loader = DataLoader(data, batch_size=self.config.eval_batch_size, shuffle=False, collate_fn=collate)
         head = self.model.heads[task_name]
         parts = []
         for batch in tqdm(loader, desc=f"evaluate {task_name}", disable=not self.progress, leave=False):
             batch = to_device(batch, self.device)
-            outputs = self.model(batch["frames"], batch["spectrogram"], task_name, batch)
-            parts.append(head.collect(outputs, batch))
+            with autocast_context(self.config, self.device):
+                outputs = self.model(batch["frames"], batch["spectrogram"], task_name, batch)
+            collected = head.collect(outputs, batch)
+            # Scores are computed in NumPy, which has no bfloat16.
+            parts.append({k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in collected.items()})
+        if distributed.is_active():
+            parts = [part for rank_parts in distributed.all_gather_objects(parts) for part in rank_parts]
         return head.score(merge_collected(parts))

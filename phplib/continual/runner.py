@@ -21,6 +21,7 @@ import torch
 
 from phplib.backbones.clap_audio import calibrate_mel_normalization
 from phplib.config import RunConfig, config_from_dict, config_to_dict, save_config
+from phplib.continual import distributed
 from phplib.continual.learner import Learner, PHPLearner, PreparedData
 from phplib.continual.probe import frozen_features, score_head_on_features, train_head_on_features
 from phplib.continual.stream import Task, build_stream
@@ -98,7 +99,8 @@ def _prepare_stream(config: RunConfig, progress: bool, timings: dict[str, float]
     timings["build_model"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    tasks = build_stream(config, model.vision.image_size, model.audio_tower.sample_rate, progress=progress)
+    with distributed.main_process_first():  # rank 0 writes a missing toy world before the others read it
+        tasks = build_stream(config, model.vision.image_size, model.audio_tower.sample_rate, progress=progress)
     timings["read_data"] = time.perf_counter() - started
 
     # Audio weights (given or shipped) carry their own bn0 statistics; only a random tower is calibrated.
@@ -157,16 +159,23 @@ def run_stream(
     ``on_task_end(t, task_names, R)`` is called after row t of R is filled (notebooks redraw R there).
     ``make_learner(model, config, progress)`` replaces PHP's learner with another method's (see
     ``phplib.continual.baselines``); ``method`` names it in the heatmap titles.
+
+    Under torchrun every process runs this function (see ``phplib.continual.distributed``). All of
+    them compute the same R, and only rank 0 writes files and shows progress bars.
     """
     config.validate()
     if config.train.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"train.device is {config.train.device!r} but no CUDA device is available; set train.device=cpu")
     if resume and run_dir is None:
         raise ValueError("resume needs the run directory to continue")
+    distributed.init_from_environment(config.train.device)
+    writes = run_dir is not None and distributed.is_main_process()
+    progress = progress and distributed.is_main_process()
     timings: dict[str, float] = {}
     handler = None
     if run_dir is not None:
         run_dir = Path(run_dir)
+    if writes:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not resume:
             save_config(config, run_dir / "config.yaml")
@@ -211,7 +220,7 @@ def run_stream(
                 score, details = learner.evaluate(names[i], prepared[names[i]][1])
                 matrix[t, i] = score
                 logger.info("after %s: %s %.4f %s", task.name, names[i], score, details)
-            if run_dir is not None:
+            if writes:
                 atomic_write_text(matrix_frame(matrix, names).to_csv(), run_dir / "accuracy_matrix.csv")
                 checkpoint_started = time.perf_counter()
                 path = save_task_checkpoint(run_dir, model, names, t + 1, matrix, probes)
@@ -223,8 +232,9 @@ def run_stream(
 
         metrics = summarize(matrix)
         result = RunResult(run_dir, names, matrix, metrics, probes, timings, model, learner)
-        if run_dir is not None:
+        if writes:
             write_run_outputs(result, config, method)
+        distributed.barrier()  # every rank returns after rank 0 has written the run's files
         return result
     except Exception as error:
         logger.error("run stopped by %s: %s", type(error).__name__, error)
