@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -163,3 +164,26 @@ def test_pretrain_world_avoids_task_lookalikes():
     assert data.sounds.shape == (4, 16000)
     held_out = build_pretrain_set(4, 0, seed=3, image_size=32, sample_rate=16000, offset=200)
     assert not any((held_out.images[0] == image).all() for image in data.images)
+
+
+def test_probe_split_keeps_clips_whole():
+    from phplib.pretrain.probes import _halves_by_clip
+
+    clips = np.repeat(np.arange(8), 3)  # 8 clips of 3 seconds
+    labels = np.repeat(np.arange(8) % 2, 3)  # two classes, 4 clips each
+    train, test = _halves_by_clip(clips, labels)
+    assert set(clips[train]).isdisjoint(clips[test])
+    assert sorted(np.concatenate([train, test])) == list(range(24))
+    assert set(labels[train]) == {0, 1}
+    assert set(labels[test]) == {0, 1}
+
+
+def test_ridge_probe_separates_and_fails():
+    from phplib.pretrain.probes import ridge_probe_accuracy
+
+    generator = torch.Generator().manual_seed(0)
+    labels = np.arange(200) % 2
+    separable = torch.randn(200, 8, generator=generator) + 4 * torch.from_numpy(labels)[:, None].float()
+    assert ridge_probe_accuracy(separable[:100], labels[:100], separable[100:], labels[100:]) == 1.0
+    noise = torch.randn(200, 8, generator=generator)
+    assert ridge_probe_accuracy(noise[:100], labels[:100], noise[100:], labels[100:]) < 0.75

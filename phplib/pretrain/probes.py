@@ -90,7 +90,8 @@ class ProbeData:
     event_frames: torch.Tensor  # uint8 [M, 3, H, W] AVE event seconds
     event_sounds: torch.Tensor  # float32 [M, S] the same seconds' audio
     event_labels: np.ndarray  # toy class index of each event second
-    mismatched: np.ndarray  # [M] index of an event second of another class, whose audio makes a negative pair
+    mismatched: np.ndarray  # [M] an event second of another class in the same split half; its audio makes a negative pair
+    event_clips: np.ndarray  # [M] index of the AVE clip each event second comes from
 
 
 def build_probe_data(num_items: int, num_ave_clips: int, seed: int = 0, image_size: int = 64,
@@ -102,7 +103,7 @@ def build_probe_data(num_items: int, num_ave_clips: int, seed: int = 0, image_si
     items = build_pretrain_set(num_items, num_items, seed=1, image_size=image_size, sample_rate=sample_rate,
                                offset=10**6)
     world = ToyWorldConfig(seed=seed, frame_size=image_size, sample_rate=sample_rate, ave_clips=(0, 0, num_ave_clips))
-    frames, sounds, labels = [], [], []
+    frames, sounds, labels, clips = [], [], [], []
     for index in range(num_ave_clips):
         spec = sample_clip_spec(world, "ave", "test", index)
         video, audio = render_clip(spec, world, frames_per_second=1)  # [T, H, W, 3], [T * S]
@@ -112,9 +113,16 @@ def build_probe_data(num_items: int, num_ave_clips: int, seed: int = 0, image_si
                 frames.append(video[second].transpose(2, 0, 1))
                 sounds.append(audio[second * sample_rate:(second + 1) * sample_rate])
                 labels.append(both[0])
-    labels = np.asarray(labels)
+                clips.append(index)
+    labels, clips = np.asarray(labels), np.asarray(clips)
+    # A negative pair takes its audio from the same half of the clip split, so no test clip's
+    # audio appears in a training pair.
+    in_train = np.isin(np.arange(len(labels)), _halves_by_clip(clips, labels)[0])
     rng = np.random.default_rng(seed)
-    mismatched = np.array([rng.choice(np.flatnonzero(labels != label)) for label in labels])
+    mismatched = np.array([
+        rng.choice(np.flatnonzero((labels != label) & (in_train == in_train[index])))
+        for index, label in enumerate(labels)
+    ])
     return ProbeData(
         colour_images=torch.from_numpy(items.images),
         colour_labels=np.array([a.colour for a in items.image_attributes]),
@@ -124,12 +132,30 @@ def build_probe_data(num_items: int, num_ave_clips: int, seed: int = 0, image_si
         event_sounds=torch.from_numpy(np.stack(sounds)),
         event_labels=labels,
         mismatched=mismatched,
+        event_clips=clips,
     )
 
 
 def _halves(count: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(0).permutation(count)
     return order[: count // 2], order[count // 2:]
+
+
+def _halves_by_clip(clips: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split item indices so that all seconds of one clip fall in the same half.
+
+    Seconds of one clip show the same object at the same place, so a split by second would let
+    a probe recognise test seconds from their clip's training seconds. The clips are split per
+    class of their first event second, so that every class has clips in both halves.
+    """
+    rng = np.random.default_rng(0)
+    first_label = {clip: labels[np.flatnonzero(clips == clip)[0]] for clip in np.unique(clips)}
+    train_clips = []
+    for label in sorted(set(first_label.values())):
+        group = rng.permutation([clip for clip, value in first_label.items() if value == label])
+        train_clips.extend(group[: (len(group) + 1) // 2])
+    in_train = np.isin(clips, train_clips)
+    return np.flatnonzero(in_train), np.flatnonzero(~in_train)
 
 
 def depth_probes(visual, audio, data: ProbeData) -> pd.DataFrame:
@@ -140,7 +166,7 @@ def depth_probes(visual, audio, data: ProbeData) -> pd.DataFrame:
     event_audio = htsat_block_features(audio, data.event_sounds)
     colour_train, colour_test = _halves(len(data.colour_labels))
     pitch_train, pitch_test = _halves(len(data.pitch_labels))
-    event_train, event_test = _halves(len(data.event_labels))
+    event_train, event_test = _halves_by_clip(data.event_clips, data.event_labels)
     pair_labels = np.concatenate([np.ones(len(data.event_labels)), np.zeros(len(data.event_labels))]).astype(int)
     pair_train = np.concatenate([event_train, event_train + len(data.event_labels)])
     pair_test = np.concatenate([event_test, event_test + len(data.event_labels)])
