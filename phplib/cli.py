@@ -97,7 +97,13 @@ def command_resume(args: argparse.Namespace) -> int:
     if args.config or args.set or args.seeds or args.single_task:
         print("--resume reads the run's own config.yaml; drop --config, --set, --seeds and --single-task", file=sys.stderr)
         return 2
-    config = load_config(config_path)
+    saved = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    overrides = {}
+    if "pretrained" not in (saved.get("backbone") or {}):
+        # A run saved before backbone.pretrained existed ran on random towers; keep it on them.
+        overrides["backbone.pretrained"] = "none"
+        logger.warning("%s has no backbone.pretrained; resuming on random towers as the run started", config_path)
+    config = load_config(config_path, overrides)
     result = run_stream(config, run_dir, progress=not args.no_progress, resume=True)
     if distributed.is_main_process():
         print_run(result, run_dir)

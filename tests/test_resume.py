@@ -128,6 +128,30 @@ def test_resume_cli_needs_run_directory(tmp_path, capsys):
     assert "config.yaml not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("saved, expected", [(None, "none"), ("toy", "toy"), ("none", "none")])
+def test_resume_keeps_the_run_backbones(tmp_path, monkeypatch, saved, expected):
+    """A config.yaml written before backbone.pretrained existed resumes on random towers."""
+    import yaml
+
+    import phplib.continual.runner as runner
+
+    values = yaml.safe_load((REPO / "configs" / "toy.yaml").read_text())
+    values["backbone"].pop("pretrained", None)
+    if saved is not None:
+        values["backbone"]["pretrained"] = saved
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(values))
+    seen = {}
+
+    def fake_run_stream(config, run_dir, progress=True, resume=False):
+        seen["pretrained"] = config.backbone.pretrained
+        raise KeyboardInterrupt  # stop before anything runs
+
+    monkeypatch.setattr(runner, "run_stream", fake_run_stream)
+    with pytest.raises(KeyboardInterrupt):
+        main(["run", "--resume", str(tmp_path)])
+    assert seen["pretrained"] == expected
+
+
 def test_single_task_references_and_diff(toy_world_root, toy_world_config, tmp_path):
     values = overrides(toy_world_root, toy_world_config, **{"tasks": ["AVE", "LLP"]})
     config = load_config(REPO / "configs" / "toy.yaml", values)
