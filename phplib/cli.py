@@ -89,8 +89,18 @@ def command_resume(args: argparse.Namespace) -> int:
     from phplib.config import load_config
     from phplib.continual.runner import run_stream
 
+    from phplib.continual.runner import METHOD_FILE
+
     run_dir = Path(args.resume)
     config_path = run_dir / "config.yaml"
+    if (run_dir / METHOD_FILE).is_file() or (run_dir / "comparison.csv").is_file():
+        method = (run_dir / METHOD_FILE).read_text().strip() if (run_dir / METHOD_FILE).is_file() else "--method/--methods"
+        print(
+            f"cannot resume {run_dir}: it is a {method} run, and --resume continues PHP runs only; "
+            "start the baseline run again with --method and a new --name",
+            file=sys.stderr,
+        )
+        return 2
     if not config_path.is_file():
         print(f"cannot resume {run_dir}: {config_path} not found; give the directory a run wrote", file=sys.stderr)
         return 2
@@ -214,11 +224,18 @@ def command_pretrain(args: argparse.Namespace) -> int:
     if args.scale != "toy":
         print(f"pretrain supports only --scale toy, not {args.scale!r}", file=sys.stderr)
         return 2
+    if args.steps is not None and args.steps < 1:
+        print(f"--steps must be at least 1, not {args.steps}; leave it out for the shipped weights' count", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else TOY_WEIGHTS_DIR
+    if out.exists() and not out.is_dir():
+        print(f"--out {out} is a file; give a folder for the checkpoints and SHA256SUMS", file=sys.stderr)
+        return 2
     # One thread makes the run repeat bit for bit on one machine; more threads may reorder sums.
     torch.set_num_threads(args.threads)
     defaults = PretrainSettings()
-    settings = PretrainSettings(steps=args.steps or defaults.steps, seed=defaults.seed if args.seed is None else args.seed)
-    out = Path(args.out) if args.out else TOY_WEIGHTS_DIR
+    steps = defaults.steps if args.steps is None else args.steps
+    settings = PretrainSettings(steps=steps, seed=defaults.seed if args.seed is None else args.seed)
     summary = pretrain_toy(out, settings, progress=not args.no_progress)
     for key, value in summary.items():
         print(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")

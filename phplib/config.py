@@ -117,12 +117,41 @@ class RunConfig:
                 f"{len(self.stages.groups)} groups; give one letter (S, M, D or -) per group"
             )
         letters = [letter for letter in order if letter != "-"]
-        if any(letter not in "SMD" for letter in letters) or len(set(letters)) != len(letters):
+        unknown = sorted({letter for letter in letters if letter not in "SMD"})
+        if unknown:
+            raise ValueError(
+                f"stages.order {order!r} has unknown letter(s) {', '.join(unknown)}; "
+                "it must use each of S, M, D at most once, and '-' for a dropped group"
+            )
+        if len(set(letters)) != len(letters):
             raise ValueError(f"stages.order {order!r} must use each of S, M, D at most once, and '-' for a dropped group")
+        seen: set[int] = set()
+        for group in self.stages.groups:
+            for block in group:
+                if block < 0:
+                    raise ValueError(f"stages.groups {self.stages.groups}: block {block} is negative; blocks count from 0")
+                if block in seen:
+                    raise ValueError(
+                        f"stages.groups {self.stages.groups}: block {block} is in two depth groups; "
+                        "give each block to one group"
+                    )
+                seen.add(block)
         if self.data.on_error not in ("raise", "skip"):
             raise ValueError(f"data.on_error must be 'raise' or 'skip', not {self.data.on_error!r}")
         if self.data.source not in ("toyworld", "real"):
             raise ValueError(f"data.source must be 'toyworld' or 'real', not {self.data.source!r}")
+        if self.data.toy:
+            from dataclasses import fields
+
+            from phplib.data.toyworld import ToyWorldConfig
+
+            known = {item.name for item in fields(ToyWorldConfig)}
+            unknown_keys = sorted(set(self.data.toy) - known)
+            if unknown_keys:
+                raise ValueError(
+                    f"unknown key(s) data.toy.{', data.toy.'.join(unknown_keys)}; "
+                    f"data.toy takes: {', '.join(sorted(known))}"
+                )
         if not self.tasks:
             raise ValueError("tasks is empty; list at least one of " + ", ".join(KNOWN_TASKS))
         train = self.train

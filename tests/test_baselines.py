@@ -257,3 +257,10 @@ def test_cli_methods_writes_comparison(toy_world_root, toy_world_config, tmp_pat
     table = pd.read_csv(folder / "comparison.csv")
     assert list(table["method"]) == ["Fine-tune (stages)", "L2P"]
     assert "Fine-tune (stages)" in capsys.readouterr().out
+
+    # --resume continues PHP runs only: a baseline's folders are rejected before anything is built.
+    l2p_runs = [path.parent for path in folder.rglob("method.txt") if path.read_text().strip() == "L2P"]
+    assert len(l2p_runs) == 1
+    for run_dir in (folder, l2p_runs[0]):
+        assert main(["run", "--resume", str(run_dir)]) == 2
+        assert "--resume continues PHP runs only" in capsys.readouterr().err

@@ -105,6 +105,35 @@ def test_damaged_shipped_file_fails_checksum(tmp_path):
         verify_toy_weights(copy)
 
 
+def test_damaged_shipped_file_stops_model_build(tmp_path, monkeypatch):
+    """The shipped weights are checked against SHA256SUMS whenever a config loads them."""
+    import phplib.backbones.pretrained as pretrained
+
+    copy = tmp_path / "toy"
+    shutil.copytree(TOY_WEIGHTS_DIR, copy)
+    monkeypatch.setattr(pretrained, "TOY_VISION_WEIGHTS", copy / CLIP_FILE)
+    monkeypatch.setattr(pretrained, "TOY_AUDIO_WEIGHTS", copy / CLAP_FILE)
+    assert resolve_backbone_weights(BackboneConfig())[0] == str(copy / CLIP_FILE)
+    data = bytearray((copy / CLIP_FILE).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / CLIP_FILE).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="damaged"):
+        resolve_backbone_weights(BackboneConfig())
+
+
+@pytest.mark.parametrize("arguments, message", [(["--steps", "0"], "--steps must be at least 1"), (["--out", "FILE"], "is a file")])
+def test_pretrain_rejects_bad_arguments(tmp_path, capsys, arguments, message):
+    from phplib.cli import main
+
+    (tmp_path / "weights.pt").write_bytes(b"not a folder")
+    arguments = [str(tmp_path / "weights.pt") if value == "FILE" else value for value in arguments]
+    if "--out" not in arguments:
+        arguments += ["--out", str(tmp_path / "out")]
+    assert main(["pretrain", "--scale", "toy", *arguments]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_default_config_uses_shipped_weights():
     assert BackboneConfig().pretrained == "toy"
     assert resolve_backbone_weights(BackboneConfig()) == (str(TOY_VISION_WEIGHTS), str(TOY_AUDIO_WEIGHTS))

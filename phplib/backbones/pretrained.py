@@ -10,6 +10,8 @@ name files.
 
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 
 # NOTE: on the toy stream these towers score below random towers (seed 0: frozen-feature probes
@@ -69,7 +71,26 @@ def _shipped(path: Path) -> Path:
             f"shipped toy weights not found: {path}. Reinstall phplib, or regenerate them with "
             f"`{REGENERATE_COMMAND}`, or set backbone.pretrained: none to use random towers."
         )
+    stat = path.stat()
+    _check_shipped_sha256(path, stat.st_size, stat.st_mtime_ns)
     return path
+
+
+@functools.lru_cache(maxsize=None)
+def _check_shipped_sha256(path: Path, size: int, mtime_ns: int) -> None:
+    """Compare a shipped file with its line in SHA256SUMS; cached per file version (size, mtime)."""
+    from phplib.pretrain.train import CHECKSUM_FILE, sha256_of
+
+    listing = path.parent / CHECKSUM_FILE
+    if not listing.is_file():
+        raise FileNotFoundError(f"checksum file not found: {listing}; reinstall phplib or rerun `{REGENERATE_COMMAND}`")
+    expected = dict(reversed(line.split(maxsplit=1)) for line in listing.read_text(encoding="utf-8").splitlines() if line.strip())
+    actual = sha256_of(path)
+    if expected.get(path.name) != actual:
+        raise ValueError(
+            f"{path} has sha256 {actual}, but {listing} lists {expected.get(path.name)}. The file is damaged "
+            f"or was regenerated without updating SHA256SUMS; restore it (git checkout) or rerun `{REGENERATE_COMMAND}`."
+        )
 
 
 def verify_toy_weights(directory: str | Path = TOY_WEIGHTS_DIR) -> dict[str, str]:

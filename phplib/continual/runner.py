@@ -52,6 +52,9 @@ class RunResult:
     learner: Learner | None = None  # the learner that trained it, with what the method records besides R
 
 
+METHOD_FILE = "method.txt"  # written in the run folder of a baseline method (not PHP)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch."""
     random.seed(seed)
@@ -179,6 +182,9 @@ def run_stream(
         run_dir.mkdir(parents=True, exist_ok=True)
         if not resume:
             save_config(config, run_dir / "config.yaml")
+            if method != "PHP":
+                # config.yaml does not name the learner, and --resume continues PHP runs only.
+                atomic_write_text(method + "\n", run_dir / METHOD_FILE)
         handler = _attach_log_file(run_dir)
     try:
         if config.train.num_threads:

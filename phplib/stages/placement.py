@@ -32,9 +32,14 @@ class Placement:
         for group in groups:
             for block in group:
                 if not 0 <= block < num_blocks:
-                    raise ValueError(f"block {block} in groups {groups} is outside 0..{num_blocks - 1}")
+                    raise ValueError(
+                        f"stages.groups {groups}: block {block} is outside 0..{num_blocks - 1}; "
+                        f"the towers have {num_blocks} paired blocks"
+                    )
                 if block in seen:
-                    raise ValueError(f"block {block} appears in two depth groups: {groups}")
+                    raise ValueError(
+                        f"stages.groups {groups}: block {block} is in two depth groups; give each block to one group"
+                    )
                 seen.add(block)
         return cls(order=order, groups=tuple(tuple(group) for group in groups), num_blocks=num_blocks)
 
