@@ -46,6 +46,16 @@ def missing_inputs(config) -> list[str]:
     return problems
 
 
+def report_missing_inputs(config, config_path) -> bool:
+    """Print every missing input of ``config`` to stderr; return True when any is missing."""
+    problems = missing_inputs(config)
+    if problems:
+        print(f"cannot start {config_path}: {len(problems)} input(s) missing", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+    return bool(problems)
+
+
 def _parse_overrides(pairs: list[str]) -> dict:
     overrides = {}
     for pair in pairs:
@@ -134,11 +144,7 @@ def command_run(args: argparse.Namespace) -> int:
     from phplib.config import config_from_dict, config_to_dict, load_config
 
     config = load_config(args.config, _parse_overrides(args.set))
-    problems = missing_inputs(config)
-    if problems:
-        print(f"cannot start {args.config}: {len(problems)} input(s) missing", file=sys.stderr)
-        for problem in problems:
-            print(f"  - {problem}", file=sys.stderr)
+    if report_missing_inputs(config, args.config):
         return 2
 
     import pandas as pd

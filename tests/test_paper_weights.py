@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,6 +12,8 @@ from phplib.backbones.clip_vision import build_clip_vision
 from phplib.backbones.weights import WeightsError
 from phplib.config import BackboneConfig, StageConfig
 from phplib.model import PHPModel
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +83,20 @@ def test_missing_weights_file_names_config_key(tmp_path):
     problems = missing_inputs(config)
     assert any(problem.startswith("backbone.vision_weights:") for problem in problems)
     assert any(problem.startswith("backbone.audio_weights:") and "630k-audioset-best.pt" in problem for problem in problems)
+
+
+@pytest.mark.parametrize("method", [[], ["--method", "l2p"]])
+def test_run_reports_missing_weights(tmp_path, capsys, method):
+    """PHP runs and baseline runs list the missing files and start nothing."""
+    from phplib.cli import main
+
+    missing = tmp_path / "630k-audioset-best.pt"
+    code = main([
+        "run", "--config", str(REPO / "configs" / "toy.yaml"), *method,
+        "--set", f"backbone.audio_weights={missing}", "--output-dir", str(tmp_path / "runs"),
+    ])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "1 input(s) missing" in error
+    assert str(missing) in error
+    assert not (tmp_path / "runs").exists()

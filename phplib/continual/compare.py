@@ -224,7 +224,7 @@ def write_comparison(table: pd.DataFrame, runs: list[MethodRun], base_dir: Path)
 
 def command_methods(args: argparse.Namespace) -> int:
     """``python -m phplib run --method NAME`` (NAME other than php) and ``--methods all|NAME ...``."""
-    from phplib.cli import _parse_overrides, missing_inputs
+    from phplib.cli import _parse_overrides, report_missing_inputs
     from phplib.config import load_config
 
     if args.resume:
@@ -241,11 +241,7 @@ def command_methods(args: argparse.Namespace) -> int:
         return 2
     methods = resolve_methods(args.methods or [args.method])
     config = load_config(args.config, _parse_overrides(args.set))
-    problems = missing_inputs(config)
-    if problems:
-        print(f"cannot start {args.config}: {len(problems)} input(s) missing", file=sys.stderr)
-        for problem in problems:
-            print(f"  - {problem}", file=sys.stderr)
+    if report_missing_inputs(config, args.config):
         return 2
     name = args.name or f"{config.name}-{'-'.join(methods) if len(methods) < 3 else 'methods'}-{time.strftime('%Y%m%d-%H%M%S')}"
     base_dir = Path(args.output_dir or config.output_dir) / name
