@@ -72,43 +72,47 @@ def _shipped(path: Path) -> Path:
             f"`{REGENERATE_COMMAND}`, or set backbone.pretrained: none to use random towers."
         )
     stat = path.stat()
-    _check_shipped_sha256(path, stat.st_size, stat.st_mtime_ns)
+    _check_shipped_once(path, stat.st_size, stat.st_mtime_ns)
     return path
 
 
 @functools.lru_cache(maxsize=None)
-def _check_shipped_sha256(path: Path, size: int, mtime_ns: int) -> None:
-    """Compare a shipped file with its line in SHA256SUMS; cached per file version (size, mtime)."""
-    from phplib.pretrain.train import CHECKSUM_FILE, sha256_of
+def _check_shipped_once(path: Path, size: int, mtime_ns: int) -> None:
+    """Check a shipped file once per version (size and mtime are part of the cache key)."""
+    _check_listed_sha256(path)
 
-    listing = path.parent / CHECKSUM_FILE
+
+def _listed_sha256(directory: Path) -> tuple[Path, dict[str, str]]:
+    """Read ``directory/SHA256SUMS``; return its path and ``{file name: sha256}``."""
+    from phplib.pretrain.train import CHECKSUM_FILE
+
+    listing = directory / CHECKSUM_FILE
     if not listing.is_file():
         raise FileNotFoundError(f"checksum file not found: {listing}; reinstall phplib or rerun `{REGENERATE_COMMAND}`")
-    expected = dict(reversed(line.split(maxsplit=1)) for line in listing.read_text(encoding="utf-8").splitlines() if line.strip())
+    checksums = {}
+    for line in listing.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            checksum, name = line.split(maxsplit=1)
+            checksums[name] = checksum
+    return listing, checksums
+
+
+def _check_listed_sha256(path: Path) -> str:
+    """Compare ``path`` with its line in the SHA256SUMS beside it; return its sha256 or raise ``ValueError``."""
+    from phplib.pretrain.train import sha256_of
+
+    listing, checksums = _listed_sha256(path.parent)
     actual = sha256_of(path)
-    if expected.get(path.name) != actual:
+    if checksums.get(path.name) != actual:
         raise ValueError(
-            f"{path} has sha256 {actual}, but {listing} lists {expected.get(path.name)}. The file is damaged "
+            f"{path} has sha256 {actual}, but {listing} lists {checksums.get(path.name)}. The file is damaged "
             f"or was regenerated without updating SHA256SUMS; restore it (git checkout) or rerun `{REGENERATE_COMMAND}`."
         )
+    return actual
 
 
 def verify_toy_weights(directory: str | Path = TOY_WEIGHTS_DIR) -> dict[str, str]:
     """Check every file listed in ``directory/SHA256SUMS``; return ``{name: sha256}`` or raise ``ValueError``."""
-    from phplib.pretrain.train import CHECKSUM_FILE, sha256_of
-
     directory = Path(directory)
-    listing = directory / CHECKSUM_FILE
-    if not listing.is_file():
-        raise FileNotFoundError(f"checksum file not found: {listing}")
-    verified = {}
-    for line in listing.read_text(encoding="utf-8").splitlines():
-        expected, name = line.split(maxsplit=1)
-        actual = sha256_of(directory / name)
-        if actual != expected:
-            raise ValueError(
-                f"{directory / name} has sha256 {actual}, but {listing} lists {expected}. "
-                f"The file is damaged or was regenerated; restore it or rerun `{REGENERATE_COMMAND}`."
-            )
-        verified[name] = actual
-    return verified
+    _, checksums = _listed_sha256(directory)
+    return {name: _check_listed_sha256(directory / name) for name in checksums}
