@@ -97,6 +97,35 @@ def _mean_video_f1(
     return float(per_video.mean())
 
 
+def _check_avvp_inputs(function: str, pred_audio, pred_visual, gt_audio, gt_visual) -> tuple[torch.Tensor, ...]:
+    """Convert the four AVVP inputs to binary tensors of one shape ``[N, T, C]`` with N >= 1, or raise ``ValueError``."""
+    tensors = {"pred_audio": pred_audio, "pred_visual": pred_visual, "gt_audio": gt_audio, "gt_visual": gt_visual}
+    checked = {name: _check_binary(_as_tensor(value, name), name) for name, value in tensors.items()}
+    shape = checked["pred_audio"].shape
+    for name, value in checked.items():
+        if value.shape != shape:
+            raise ValueError(
+                f"all inputs must have the same shape [N, T, C], but pred_audio has "
+                f"{tuple(shape)} and {name} has {tuple(value.shape)}"
+            )
+    if shape[0] == 0:
+        raise ValueError(f"{function} needs at least one video, got N = 0")
+    return tuple(checked.values())
+
+
+def _avvp_scores(counts_audio, counts_visual, counts_av) -> dict[str, float]:
+    """Turn per-video (TP, FP, FN) counts of audio, visual and audio-visual into the AVVP scores."""
+    counts_event = tuple(a + v for a, v in zip(counts_audio, counts_visual))
+    scores = {
+        "audio": _mean_video_f1(*counts_audio),
+        "visual": _mean_video_f1(*counts_visual),
+        "audio_visual": _mean_video_f1(*counts_av),
+    }
+    scores["type@AV"] = (scores["audio"] + scores["visual"] + scores["audio_visual"]) / 3
+    scores["event@AV"] = _mean_video_f1(*counts_event)
+    return scores
+
+
 def avvp_segment_f1(
     pred_audio: Any, pred_visual: Any, gt_audio: Any, gt_visual: Any
 ) -> dict[str, float]:
@@ -125,38 +154,15 @@ def avvp_segment_f1(
     * "event@AV": the score of step 1-4 applied to the summed counts
       TP_audio + TP_visual (likewise FP, FN), as the benchmark reports it.
     """
-    tensors = {
-        "pred_audio": pred_audio,
-        "pred_visual": pred_visual,
-        "gt_audio": gt_audio,
-        "gt_visual": gt_visual,
-    }
-    checked = {name: _check_binary(_as_tensor(value, name), name) for name, value in tensors.items()}
-    shape = checked["pred_audio"].shape
-    for name, value in checked.items():
-        if value.shape != shape:
-            raise ValueError(
-                f"all inputs must have the same shape [N, T, C], but pred_audio has "
-                f"{tuple(shape)} but {name} has {tuple(value.shape)}"
-            )
-    if shape[0] == 0:
-        raise ValueError("avvp_segment_f1 needs at least one video, got N = 0")
-
-    pred_audio, pred_visual = checked["pred_audio"], checked["pred_visual"]
-    gt_audio, gt_visual = checked["gt_audio"], checked["gt_visual"]
-    counts_audio = _count_per_class(pred_audio, gt_audio)
-    counts_visual = _count_per_class(pred_visual, gt_visual)
-    counts_av = _count_per_class(pred_audio * pred_visual, gt_audio * gt_visual)
-    counts_event = tuple(a + v for a, v in zip(counts_audio, counts_visual))
-
-    scores = {
-        "audio": _mean_video_f1(*counts_audio),
-        "visual": _mean_video_f1(*counts_visual),
-        "audio_visual": _mean_video_f1(*counts_av),
-    }
-    scores["type@AV"] = (scores["audio"] + scores["visual"] + scores["audio_visual"]) / 3
-    scores["event@AV"] = _mean_video_f1(*counts_event)
-    return scores
+    pred_audio, pred_visual, gt_audio, gt_visual = _check_avvp_inputs(
+        "avvp_segment_f1", pred_audio, pred_visual, gt_audio, gt_visual
+    )
+    counts = [
+        _count_per_class(pred_audio, gt_audio),
+        _count_per_class(pred_visual, gt_visual),
+        _count_per_class(pred_audio * pred_visual, gt_audio * gt_visual),
+    ]
+    return _avvp_scores(*counts)
 
 
 def avqa_accuracy(
@@ -270,33 +276,15 @@ def avvp_event_f1(
     """
     if not 0 < iou_threshold <= 1:
         raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
-    tensors = {"pred_audio": pred_audio, "pred_visual": pred_visual, "gt_audio": gt_audio, "gt_visual": gt_visual}
-    checked = {name: _check_binary(_as_tensor(value, name), name) for name, value in tensors.items()}
-    shape = checked["pred_audio"].shape
-    for name, value in checked.items():
-        if value.shape != shape:
-            raise ValueError(
-                f"all inputs must have the same shape [N, T, C], but pred_audio has "
-                f"{tuple(shape)} but {name} has {tuple(value.shape)}"
-            )
-    if shape[0] == 0:
-        raise ValueError("avvp_event_f1 needs at least one video, got N = 0")
-
-    pred_audio, pred_visual = checked["pred_audio"], checked["pred_visual"]
-    gt_audio, gt_visual = checked["gt_audio"], checked["gt_visual"]
-    counts_audio = _count_events(pred_audio, gt_audio, iou_threshold)
-    counts_visual = _count_events(pred_visual, gt_visual, iou_threshold)
-    counts_av = _count_events(pred_audio * pred_visual, gt_audio * gt_visual, iou_threshold)
-    counts_event = tuple(a + v for a, v in zip(counts_audio, counts_visual))
-
-    scores = {
-        "audio": _mean_video_f1(*counts_audio),
-        "visual": _mean_video_f1(*counts_visual),
-        "audio_visual": _mean_video_f1(*counts_av),
-    }
-    scores["type@AV"] = (scores["audio"] + scores["visual"] + scores["audio_visual"]) / 3
-    scores["event@AV"] = _mean_video_f1(*counts_event)
-    return scores
+    pred_audio, pred_visual, gt_audio, gt_visual = _check_avvp_inputs(
+        "avvp_event_f1", pred_audio, pred_visual, gt_audio, gt_visual
+    )
+    counts = [
+        _count_events(pred_audio, gt_audio, iou_threshold),
+        _count_events(pred_visual, gt_visual, iou_threshold),
+        _count_events(pred_audio * pred_visual, gt_audio * gt_visual, iou_threshold),
+    ]
+    return _avvp_scores(*counts)
 
 
 def avvp_video_top1_accuracy(segment_scores: Any, video_labels: Any, count_per_label: bool = True) -> float:
