@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import soundfile
@@ -24,6 +23,8 @@ from phplib.data.media import MediaError
 from phplib.data.music_avqa import MusicAVQADataset
 from phplib.data.prepare import PrepareError, prepare_dataset
 from phplib.data.toyworld import write_mp4
+
+from media_files import write_black_clip
 
 SR = 16000
 
@@ -41,25 +42,10 @@ def empty(path: Path) -> None:
 
 
 def nan_audio(path: Path) -> None:
-    """Write a QuickTime file (AAC cannot carry NaN) with float PCM audio containing NaN, under the .mp4 name."""
-    with av.open(str(path), mode="w", format="mov") as container:
-        video = container.add_stream("libx264", rate=4)
-        video.width, video.height, video.pix_fmt = 16, 16, "yuv420p"
-        sound = container.add_stream("pcm_f32le", rate=SR)
-        sound.layout = "mono"
-        for _ in range(40):
-            frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
-            for packet in video.encode(frame):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        samples = np.zeros((1, 10 * SR), np.float32)
-        samples[0, 100:110] = np.nan
-        frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
-        frame.sample_rate = SR
-        frame.pts = 0
-        for packet in list(sound.encode(frame)) + list(sound.encode(None)):
-            container.mux(packet)
+    """Write float PCM audio containing NaN in a QuickTime container (AAC cannot carry NaN), under the .mp4 name."""
+    samples = np.zeros((1, 10 * SR), np.float32)
+    samples[0, 100:110] = np.nan
+    write_black_clip(path, samples, SR, num_frames=40, codec="pcm_f32le", container_format="mov")
 
 
 def missing(path: Path) -> None:

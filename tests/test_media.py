@@ -13,6 +13,8 @@ import torch
 from phplib.data.media import MediaError, decode_clip, read_wav, resample_audio, split_audio_segments
 from phplib.data.toyworld import write_mp4
 
+from media_files import write_black_clip
+
 SR = 16000
 
 
@@ -189,23 +191,9 @@ def test_mp4_without_video_raises(tmp_path):
 def test_clip_audio_with_nan_raises(tmp_path):
     # AAC cannot carry NaN, so this file stores float PCM in a QuickTime container.
     path = tmp_path / "nan.mov"
-    with av.open(str(path), mode="w") as container:
-        video = container.add_stream("libx264", rate=4)
-        video.width, video.height, video.pix_fmt = 16, 16, "yuv420p"
-        sound = container.add_stream("pcm_f32le", rate=SR)
-        sound.layout = "mono"
-        for _ in range(8):
-            for packet in video.encode(av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        samples = np.zeros((1, 2 * SR), np.float32)
-        samples[0, 100:110] = np.nan
-        frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
-        frame.sample_rate = SR
-        frame.pts = 0
-        for packet in list(sound.encode(frame)) + list(sound.encode(None)):
-            container.mux(packet)
+    samples = np.zeros((1, 2 * SR), np.float32)
+    samples[0, 100:110] = np.nan
+    write_black_clip(path, samples, SR, num_frames=8, codec="pcm_f32le")
     with pytest.raises(MediaError, match="NaN"):
         decode_clip(path, num_segments=2)
 
@@ -290,22 +278,7 @@ def test_stereo_44k_mp4_becomes_mono(tmp_path):
     rate = 44100
     t = np.arange(3 * rate) / rate
     tone = np.sin(2 * np.pi * 440 * t).astype(np.float32)
-    with av.open(str(path), mode="w") as container:
-        video = container.add_stream("libx264", rate=4)
-        video.width, video.height, video.pix_fmt = 16, 16, "yuv420p"
-        sound = container.add_stream("aac", rate=rate)
-        sound.layout = "stereo"
-        for _ in range(12):
-            frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
-            for packet in video.encode(frame):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        frame = av.AudioFrame.from_ndarray(np.stack([0.4 * tone, 0.2 * tone]), format="fltp", layout="stereo")
-        frame.sample_rate = rate
-        frame.pts = 0
-        for packet in list(sound.encode(frame)) + list(sound.encode(None)):
-            container.mux(packet)
+    write_black_clip(path, np.stack([0.4 * tone, 0.2 * tone]), rate, num_frames=12)
     _, audio = decode_clip(path, num_segments=3, image_size=16, sample_rate=SR)
     assert audio.shape == (3, SR)
     assert rms(audio[1, 800:-800]) == pytest.approx(0.3 / np.sqrt(2), rel=0.1)
